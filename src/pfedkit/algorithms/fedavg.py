@@ -1,0 +1,22 @@
+"""FedAvg (McMahan et al., AISTATS 2017): the whole model is shared and averaged by sample count."""
+
+from __future__ import annotations
+
+from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext
+from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.training import train_epochs
+from pfedkit.core.payload import Payload
+from pfedkit.data.client_data import ClientData
+
+
+@register_algorithm
+class FedAvg(Algorithm):
+    """Shared: every parameter. Personal: nothing (each client evaluates the global model)."""
+
+    name = "fedavg"
+    paper = "McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized Data, AISTATS 2017"
+
+    def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
+        self.load(broadcast)
+        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator)
+        return ClientUpdate(upload=self.snapshot(), weight=data.num_train, state=state, metrics={"train_loss": loss})

@@ -1,0 +1,101 @@
+"""Local training as a plain function of (model, trainable parameters, data, settings, generator).
+
+No DataLoader: data already sits in memory as tensors, and batches are slices of a seeded
+permutation. Only the given parameters receive gradients; the others are frozen for the call.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pfedkit.algorithms.base import TrainSettings
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(x (B, C, H, W), y (B,)) -> scalar loss, computed with the workspace model."""
+
+
+def make_optimizer(params: list[nn.Parameter], settings: TrainSettings, lr: float | None = None) -> torch.optim.Optimizer:
+    """SGD (with momentum / weight decay) or Adam over ``params`` as ``settings`` say."""
+    lr = settings.lr if lr is None else lr
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=settings.weight_decay)
+    raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+
+
+def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """Index tensors of one shuffled epoch over ``n`` samples."""
+    perm = torch.randperm(n, generator=generator)
+    for start in range(0, n, batch_size):
+        yield perm[start:start + batch_size]
+
+
+def train_epochs(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: TrainSettings,
+    generator: torch.Generator,
+    params: Iterable[nn.Parameter] | None = None,
+    loss_fn: LossFn | None = None,
+    epochs: int | None = None,
+    lr: float | None = None,
+    after_step: Callable[[], None] | None = None,
+) -> float:
+    """Run ``epochs`` (default ``settings.local_epochs``) of minibatch training; return mean loss.
+
+    Args:
+        model: the workspace model (trained in place).
+        x: (n, C, H, W) images; y: (n,) labels.
+        params: parameters to train (default all); the rest get no gradient during the call.
+        loss_fn: loss of a batch (default cross-entropy of ``model(x)``).
+        after_step: called after every optimiser step (e.g. for projections).
+    """
+    if y.numel() == 0:
+        return float("nan")
+    all_params = list(model.parameters())
+    train_params = all_params if params is None else list(params)
+    chosen = {id(p) for p in train_params}
+    saved = [p.requires_grad for p in all_params]
+    for p in all_params:
+        p.requires_grad_(id(p) in chosen)
+    loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
+    opt = make_optimizer(train_params, settings, lr)
+    model.train()
+    total, steps = torch.zeros(()), 0
+    try:
+        for _ in range(settings.local_epochs if epochs is None else epochs):
+            for idx in batches(len(y), settings.batch_size, generator):
+                idx = idx.to(x.device)
+                loss = loss_fn(x[idx], y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if after_step is not None:
+                    after_step()
+                total += loss.detach().cpu()
+                steps += 1
+    finally:
+        for p, flag in zip(all_params, saved):
+            p.requires_grad_(flag)
+    return float(total) / max(steps, 1)
+
+
+@torch.no_grad()
+def predict_in_batches(predictor: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """(n, C, H, W) -> (n, num_classes) outputs, computed in chunks without gradients."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, 0)
+    return torch.cat([predictor(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def features_in_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """(n, C, H, W) -> (n, d) body features of a SplitModel, in eval mode."""
+    model.eval()
+    return predict_in_batches(model.features, x, batch_size)  # type: ignore[attr-defined]

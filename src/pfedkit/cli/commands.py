@@ -1,0 +1,132 @@
+"""Implementations of the CLI sub-commands (argument parsing lives in ``main``)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from pfedkit.algorithms.registry import algorithm_class, algorithm_names, validate_all_hparams
+from pfedkit.core.config import RunConfig, load_config
+from pfedkit.core.errors import ConfigError
+from pfedkit.data.setup import load_pool, partition_pool
+from pfedkit.engines.compare import run_comparison, write_comparison
+from pfedkit.engines.experiment import simulate_config
+from pfedkit.engines.results import prepare_output_dir
+from pfedkit.engines.tuning import tune_learning_rates
+
+
+def load_validated(args: argparse.Namespace) -> RunConfig:
+    """Config + overrides, with every algorithm and hyper-parameter section checked."""
+    cfg = load_config(args.config, args.overrides)
+    algorithm_class(cfg.algorithm)
+    validate_all_hparams(cfg.hp)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_validated(args)
+    out = prepare_output_dir(Path(cfg.output), args.overwrite, args.resume)
+    if args.resume and not (out / "checkpoint.pt").exists():
+        raise ConfigError(f"--resume: no checkpoint.pt in {str(out)!r} (set checkpoint_every=N when running)")
+    res = simulate_config(cfg, out_dir=out, resume=args.resume, progress=not args.quiet)
+    sel, last = res.summary["selected"]["test"], res.summary["last"]["test"]
+    print(f"{cfg.algorithm}: test accuracy {100 * sel['mean']:.2f} % at val-selected round "
+          f"{res.summary['selected_round']} (last round {100 * last['mean']:.2f} %); results in {out}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace, command: str) -> int:
+    cfg = load_validated(args)
+    algos = algorithm_names() if args.algos == "all" else [a.strip() for a in args.algos.split(",") if a.strip()]
+    for a in algos:
+        algorithm_class(a)
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
+    lrs = parse_lrs(args.tune_lr)
+    out = prepare_output_dir(Path(cfg.output), args.overwrite, resume=False)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if lrs:
+        chosen = tune_learning_rates(cfg, algos, lrs, log=log)
+        runs = []
+        for a in algos:
+            tuned = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=chosen[a]))
+            runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log)
+        runs.sort(key=lambda r: (r.seed, algos.index(r.algorithm)))
+    else:
+        runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log)
+    title = (f"{cfg.data.dataset}, {cfg.data.num_clients} clients, {describe_partition(cfg)}, "
+             f"{cfg.train.rounds} rounds")
+    print(write_comparison(runs, out, title, command))
+    print(f"\nwritten: {out / 'table.md'}, {out / 'curves.png'}", file=sys.stderr)
+    return 0
+
+
+def cmd_partition(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    pool = load_pool(cfg.data, cfg.seed)
+    part = partition_pool(pool, cfg.data, cfg.partition, cfg.seed)
+    labels = pool.y.numpy()
+    counts = part.label_counts(labels, pool.num_classes)
+    print(f"{pool.name}: {len(pool)} samples, {pool.num_classes} classes -> {part.num_clients} clients "
+          f"({describe_partition(cfg)}); hash {part.hash}")
+    print("client  size  classes  label histogram")
+    for k, row in enumerate(counts):
+        extra = part.client_meta[k] if part.client_meta else {}
+        print(f"{k:>6} {row.sum():>5} {int((row > 0).sum()):>8}  {' '.join(map(str, row))}"
+              + (f"  {extra}" if extra else ""))
+    sizes = counts.sum(1)
+    print(f"sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}")
+    if args.plot:
+        from pfedkit.data.pictures import plot_partition
+
+        path = Path(args.out) if args.out else Path(cfg.output) / "partition.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        plot_partition(part, labels, pool.num_classes, path,
+                       domains=None if pool.domain is None else pool.domain.numpy(), domain_names=pool.domain_names)
+        print(f"plot: {path}")
+    return 0
+
+
+def parse_lrs(text: str) -> list[float]:
+    if not text:
+        return []
+    try:
+        lrs = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ConfigError(f"--tune-lr={text!r} must be comma-separated numbers") from None
+    if any(lr <= 0 for lr in lrs):
+        raise ConfigError(f"--tune-lr={text!r}: every learning rate must be > 0")
+    return lrs
+
+
+def describe_partition(cfg: RunConfig) -> str:
+    p = cfg.partition
+    detail = {"dirichlet": f"Dirichlet alpha={p.alpha}", "pathological": f"{p.classes_per_client} classes/client",
+              "shards": f"{p.shards_per_client} shards/client", "quantity": f"log-normal sizes sigma={p.quantity_sigma}",
+              "domain": "one domain per client",
+              "domain-dirichlet": f"alpha={p.alpha}, alpha_domain={p.alpha_domain}"}.get(p.scheme, p.scheme)
+    if p.corruption != "none":
+        detail += f", corruption={p.corruption} severity={p.severity or 'random'}"
+    return detail
+
+
+def cmd_bench(args: argparse.Namespace, command: str) -> int:
+    import importlib
+
+    from pfedkit.bench import BENCHMARKS
+    from pfedkit.bench.suite import BenchOptions
+
+    if args.name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {args.name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
+    split = lambda text: tuple(v.strip() for v in text.split(",") if v.strip())  # noqa: E731
+    for a in split(args.algos):
+        algorithm_class(a)
+    opts = BenchOptions(scale=args.scale, seeds=args.seeds, out=Path(args.out), settings=split(args.settings),
+                        algos=split(args.algos), quiet=not args.progress, command=command)
+    return importlib.import_module(BENCHMARKS[args.name]).run(opts)

@@ -1,0 +1,83 @@
+"""Per-client train/val/test tensors held in memory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ClientData:
+    """One client's data, split into train / val / test.
+
+    Attributes:
+        client_id: index of the client in [0, num_clients).
+        x_train, x_val, x_test: (n, C, H, W) float32 images.
+        y_train, y_val, y_test: (n,) int64 labels.
+        num_classes: number of classes of the whole task.
+        meta: scenario facts (corruption, domain, heldout, ...) from the partition.
+        domain_train, domain_val, domain_test: optional (n,) int64 domain ids.
+    """
+
+    client_id: int
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    num_classes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    domain_train: torch.Tensor | None = None
+    domain_val: torch.Tensor | None = None
+    domain_test: torch.Tensor | None = None
+
+    @property
+    def heldout(self) -> bool:
+        """True for a new client that never trains (evaluated only)."""
+        return bool(self.meta.get("heldout", False))
+
+    @property
+    def num_train(self) -> int:
+        return int(self.y_train.shape[0])
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x, y) of ``"train"``, ``"val"`` or ``"test"``."""
+        return getattr(self, f"x_{name}"), getattr(self, f"y_{name}")
+
+    def class_counts(self, split: str = "train") -> torch.Tensor:
+        """(num_classes,) int64 label histogram of a split."""
+        return torch.bincount(self.split(split)[1], minlength=self.num_classes)
+
+    def to(self, device: torch.device | str) -> "ClientData":
+        """Move every tensor to ``device`` (in place; returns self)."""
+        for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test",
+                     "domain_train", "domain_val", "domain_test"):
+            t = getattr(self, name)
+            if t is not None:
+                setattr(self, name, t.to(device))
+        return self
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, test_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split positions 0..n-1 into train/val/test, per class where the class is large enough.
+
+    Each class's samples are shuffled and cut at round(n_c * fraction); a class keeps at least one
+    training sample. Returns sorted position arrays (train, val, test).
+    """
+    train, val, test = [], [], []
+    for c in np.unique(labels):
+        pos = rng.permutation(np.flatnonzero(labels == c))
+        n = len(pos)
+        n_test = min(int(round(n * test_fraction)), n - 1)
+        n_val = min(int(round(n * val_fraction)), n - 1 - n_test)
+        test.append(pos[:n_test])
+        val.append(pos[n_test:n_test + n_val])
+        train.append(pos[n_test + n_val:])
+    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)  # noqa: E731
+    return cat(train), cat(val), cat(test)

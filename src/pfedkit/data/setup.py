@@ -1,0 +1,57 @@
+"""Build the federated dataset a config describes: load pool → subsample → partition → split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pfedkit.core.config import DataConfig, PartitionConfig, default_data_root
+from pfedkit.core.seeding import numpy_generator
+from pfedkit.data.client_data import ClientData
+from pfedkit.data.federated import build_clients, subsample_pool
+from pfedkit.data.partition import Partition, build_partition
+from pfedkit.data.pool import Pool
+from pfedkit.data.registry import load_source
+
+
+@dataclass
+class FederatedData:
+    """A pool, its partition and the per-client splits built from them."""
+
+    pool: Pool
+    partition: Partition
+    clients: list[ClientData]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.pool.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        return self.pool.num_classes
+
+
+def load_pool(data: DataConfig, seed: int) -> Pool:
+    """The configured source, subsampled to ``data.max_samples`` if set."""
+    pool = load_source(data.dataset, Path(data.root or default_data_root()).expanduser())
+    return subsample_pool(pool, data.max_samples, seed)
+
+
+def partition_pool(pool: Pool, data: DataConfig, part: PartitionConfig, seed: int) -> Partition:
+    """Partition the pool as ``partition.*`` says, seeded by ``seed``."""
+    return build_partition(
+        part.scheme, pool.y.numpy(), data.num_clients, numpy_generator(seed, 1),
+        domains=None if pool.domain is None else pool.domain.numpy(),
+        alpha=part.alpha, classes_per_client=part.classes_per_client,
+        shards_per_client=part.shards_per_client, min_size=part.min_size,
+        quantity_sigma=part.quantity_sigma, alpha_domain=part.alpha_domain,
+        corruption=part.corruption, severity=part.severity, num_heldout=part.num_heldout,
+    )
+
+
+def build_federated_data(data: DataConfig, part: PartitionConfig, seed: int, pool: Pool | None = None) -> FederatedData:
+    """Everything from config to per-client tensors; pass ``pool`` to reuse a loaded one."""
+    pool = pool if pool is not None else load_pool(data, seed)
+    partition = partition_pool(pool, data, part, seed)
+    clients = build_clients(pool, partition, data.val_fraction, data.test_fraction, seed)
+    return FederatedData(pool, partition, clients)

@@ -1,0 +1,86 @@
+"""Compare algorithms on identical partitions over several seeds → markdown table + one plot."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from pfedkit.core.config import RunConfig
+from pfedkit.core.metrics import mean_std
+from pfedkit.data.setup import build_federated_data, load_pool
+from pfedkit.engines import results
+from pfedkit.engines.experiment import simulate_config
+from pfedkit.engines.report import Record
+
+
+@dataclass
+class ComparisonRun:
+    """One (algorithm, seed) run of a comparison."""
+
+    algorithm: str
+    seed: int
+    summary: dict[str, Any]
+    history: list[Record]
+
+
+def run_comparison(cfg: RunConfig, algorithms: list[str], seeds: list[int], out_dir: Path | None,
+                   progress: bool = True, log: Callable[[str], None] = print) -> list[ComparisonRun]:
+    """Run every algorithm on every seed; for a given seed all algorithms see the same partition
+    and the same initial weights. Results of each run go to ``out_dir/<algo>/seed<s>/``."""
+    pool = load_pool(cfg.data, cfg.seed)
+    runs = []
+    for seed in seeds:
+        fed = build_federated_data(cfg.data, cfg.partition, seed, pool=pool)
+        log(f"seed {seed}: {fed.partition.num_clients} clients, partition {fed.partition.hash[:12]}")
+        for algo in algorithms:
+            run_cfg = dataclasses.replace(cfg, algorithm=algo, seed=seed)
+            run_dir = None
+            if out_dir is not None:
+                run_dir = out_dir / algo / f"seed{seed}"
+                run_dir.mkdir(parents=True, exist_ok=True)
+            res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
+            log(f"  {algo:<12} val-selected test {100 * res.summary['selected']['test']['mean']:.2f} "
+                f"(round {res.summary['selected_round']}), last {100 * res.summary['last']['test']['mean']:.2f}")
+            runs.append(ComparisonRun(algo, seed, res.summary, res.history))
+    return runs
+
+
+def comparison_table(runs: list[ComparisonRun]) -> str:
+    """Markdown table: per algorithm, mean ± std over seeds of the protocol's metrics (in %)."""
+    algos = list(dict.fromkeys(r.algorithm for r in runs))
+    header = ("| method | test acc (val-sel.) | weighted | worst 10% | std across clients | "
+              "test acc (last) | s/round | MB up/round | MB down/round |")
+    lines = [header, "|" + "---|" * 9]
+    for a in algos:
+        rs = [r for r in runs if r.algorithm == a]
+        cell = lambda f: "{:.2f} ± {:.2f}".format(*[100 * v for v in mean_std([f(r.summary) for r in rs])])  # noqa: E731
+        mean = lambda f: sum(f(r.summary) for r in rs) / len(rs)  # noqa: E731
+        lines.append("| " + " | ".join([
+            a,
+            cell(lambda s: s["selected"]["test"]["mean"]),
+            cell(lambda s: s["selected"]["test"]["weighted"]),
+            cell(lambda s: s["selected"]["test"]["worst10"]),
+            cell(lambda s: s["selected"]["test"]["std"]),
+            cell(lambda s: s["last"]["test"]["mean"]),
+            f"{mean(lambda s: s['seconds_per_round']):.2f}",
+            f"{mean(lambda s: s['bytes_up_per_round']) / 1e6:.3f}",
+            f"{mean(lambda s: s['bytes_down_per_round']) / 1e6:.3f}",
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def write_comparison(runs: list[ComparisonRun], out_dir: Path, title: str, command: str) -> str:
+    """Write ``table.md`` (with the command at the top), ``summary.json`` and ``curves.png``."""
+    table = comparison_table(runs)
+    seeds = sorted({r.seed for r in runs})
+    text = (f"# {title}\n\nCommand: `{command}`\n\nSeeds: {seeds}. Accuracy in % (client-mean over all "
+            f"clients, personal models; round selected by mean validation accuracy).\n\n{table}\n")
+    (out_dir / "table.md").write_text(text)
+    results.write_json(out_dir / "summary.json", [dataclasses.asdict(r) | {"history": None} for r in runs])
+    curves: dict[str, list[list[Record]]] = {}
+    for r in runs:
+        curves.setdefault(r.algorithm, []).append(r.history)
+    results.plot_curves(curves, out_dir / "curves.png", title)
+    return table

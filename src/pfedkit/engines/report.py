@@ -1,0 +1,62 @@
+"""Round selection and summaries of a run's history, as the evaluation protocol defines them.
+
+The reported round is the one with the best client-mean **validation** accuracy (earliest on
+ties); the last round is reported beside it. Test accuracy never influences the selection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from pfedkit.core.metrics import summarize
+
+Record = dict[str, Any]
+
+
+def eval_records(history: list[Record]) -> list[Record]:
+    """The history entries that carry an evaluation of every client."""
+    return [r for r in history if "eval" in r]
+
+
+def split_summary(record: Record, split: str, clients: list[int] | None = None) -> dict[str, float]:
+    """Client-mean, weighted, std and worst-10 % accuracy of one split at one evaluated round."""
+    ev = record["eval"]
+    correct, total = np.asarray(ev[f"{split}_correct"]), np.asarray(ev[f"{split}_n"])
+    if clients is not None:
+        correct, total = correct[clients], total[clients]
+    return summarize(correct, total).as_dict()
+
+
+def select_round(history: list[Record], clients: list[int] | None = None) -> Record:
+    """The evaluated round with the best client-mean val accuracy (earliest on ties)."""
+    evals = eval_records(history)
+    if not evals:
+        raise ValueError("history has no evaluated round")
+    scores = [split_summary(r, "val", clients)["mean"] for r in evals]
+    scores = [-np.inf if np.isnan(s) else s for s in scores]
+    return evals[int(np.argmax(scores))]
+
+
+def run_summary(history: list[Record], heldout: list[int] | None = None) -> dict[str, Any]:
+    """Summary of a run: val-selected and last-round metrics for val and test, cost per round.
+
+    With held-out clients, the selection uses the training clients' validation accuracy and the
+    held-out clients are summarised separately under ``"heldout"``.
+    """
+    evals = eval_records(history)
+    n_clients = len(evals[-1]["eval"]["val_n"])
+    heldout = sorted(heldout or [])
+    participants = [k for k in range(n_clients) if k not in set(heldout)]
+    best, last = select_round(history, participants), evals[-1]
+    out: dict[str, Any] = {"selected_round": best["round"], "last_round": last["round"]}
+    for tag, rec in (("selected", best), ("last", last)):
+        out[tag] = {s: split_summary(rec, s, participants) for s in ("val", "test")}
+        if heldout:
+            out[tag]["heldout"] = {s: split_summary(rec, s, heldout) for s in ("val", "test")}
+    trained = [r for r in history if r["round"] >= 1]
+    out["seconds_per_round"] = float(np.mean([r["seconds"] for r in trained])) if trained else 0.0
+    out["bytes_up_per_round"] = float(np.mean([r["bytes_up"] for r in trained])) if trained else 0.0
+    out["bytes_down_per_round"] = float(np.mean([r["bytes_down"] for r in trained])) if trained else 0.0
+    return out

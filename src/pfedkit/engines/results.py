@@ -1,0 +1,96 @@
+"""The results folder: resolved config, per-round metrics (JSONL), summary JSON, curve PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import pfedkit
+from pfedkit.core.errors import ConfigError
+from pfedkit.engines.report import Record, eval_records, split_summary
+
+
+def prepare_output_dir(path: Path, overwrite: bool, resume: bool) -> Path:
+    """Create ``path``; refuse a non-empty existing folder unless ``overwrite`` or ``resume``."""
+    if path.exists() and any(path.iterdir()) and not (overwrite or resume):
+        raise ConfigError(f"output folder {str(path)!r} already has results; pass --overwrite or set output=...")
+    if overwrite and not resume and path.exists():
+        for name in ("metrics.jsonl", "summary.json", "checkpoint.pt", "curve.png"):
+            (path / name).unlink(missing_ok=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def git_commit() -> str:
+    """The current git commit of the working directory ('unknown' outside a repository)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_config(path: Path, config: dict[str, Any]) -> None:
+    """Write the resolved config with the package version and git commit beside it."""
+    meta = {"pfedkit_version": pfedkit.__version__, "git_commit": git_commit()}
+    (path / "config.yaml").write_text(yaml.safe_dump({**config, "_provenance": meta}, sort_keys=False))
+
+
+def append_record(path: Path, record: Record) -> None:
+    """Append one round's record to ``metrics.jsonl``."""
+    with open(path / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(_jsonable(record)) + "\n")
+
+
+def write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(_jsonable(obj), indent=2) + "\n")
+
+
+def curve_of(histories: list[list[Record]]) -> tuple[list[int], list[float], list[float]]:
+    """(rounds, mean test acc, mean val acc) averaged over runs (e.g. seeds) with equal schedules."""
+    evals = [eval_records(h) for h in histories]
+    rounds = [r["round"] for r in evals[0]]
+    test = [sum(split_summary(e[i], "test")["mean"] for e in evals) / len(evals) for i in range(len(rounds))]
+    val = [sum(split_summary(e[i], "val")["mean"] for e in evals) / len(evals) for i in range(len(rounds))]
+    return rounds, test, val
+
+
+def plot_curves(curves: dict[str, list[list[Record]]], path: Path, title: str = "") -> None:
+    """Client-mean test (solid) and val (dashed) accuracy per evaluated round, one colour per
+    label, averaged over the label's runs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, (label, histories) in enumerate(curves.items()):
+        rounds, test, val = curve_of(histories)
+        color = f"C{i % 10}"
+        ax.plot(rounds, test, color=color, label=label)
+        ax.plot(rounds, val, color=color, ls="--", alpha=0.6)
+    ax.set_xlabel("round")
+    ax.set_ylabel("client-mean accuracy (solid: test, dashed: val)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item"):
+        return obj.item()
+    return obj

@@ -1,0 +1,75 @@
+"""CLI: bad configs give one line and exit code 2 before any work; results folders are protected."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pfedkit.cli.main import main
+
+TINY = ["data.num_clients=4", "model.width=4", "model.feature_dim=8", "train.rounds=2", "train.batch_size=32"]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["run", "trian.rounds=3"], "unknown config key 'trian'; did you mean 'train'?"),
+    (["run", "train.lr=0"], "train.lr=0 is out of range; allowed (0, 10]"),
+    (["run", "algorithm=fedavgg"], "unknown algorithm 'fedavgg'; did you mean 'fedavg'?"),
+    (["run", "hp.fedprox.muu=1"], "unknown config key 'hp.fedprox.muu'; did you mean 'hp.fedprox.mu'?"),
+    (["run", "data.dataset=nosuch"], "unknown dataset 'nosuch'"),
+    (["compare", "--algos", "fedavg,nosuch", "--seeds", "1"], "unknown algorithm 'nosuch'"),
+])
+def test_bad_config_one_line_exit_2(args, fragment, capsys, tmp_path):
+    code = main(args + [f"output={tmp_path / 'out'}"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert fragment in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_run_writes_results_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", *TINY, f"output={out}", "--quiet"]) == 0
+    for name in ("config.yaml", "metrics.jsonl", "summary.json", "curve.png"):
+        assert (out / name).exists(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["selected_round"] in (1, 2)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    capsys.readouterr()
+    assert main(["run", *TINY, f"output={out}", "--quiet"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["run", *TINY, f"output={out}", "--quiet", "--overwrite"]) == 0
+
+
+def test_cli_resume_equals_uninterrupted(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    assert main(["run", *TINY, "train.rounds=4", f"output={full}", "--quiet"]) == 0
+    assert main(["run", *TINY, "train.rounds=2", "checkpoint_every=2", f"output={part}", "--quiet"]) == 0
+    assert main(["run", *TINY, "train.rounds=4", "checkpoint_every=2", f"output={part}", "--quiet", "--resume"]) == 0
+    strip = lambda p: [{k: v for k, v in json.loads(line).items() if k != "seconds"}  # noqa: E731
+                       for line in (p / "metrics.jsonl").read_text().splitlines()]
+    assert strip(part) == strip(full)
+
+
+def test_compare_prints_a_table(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", *TINY, f"output={out}", "--algos", "local,fedavg", "--seeds", "2", "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert "| local |" in table and "| fedavg |" in table and "±" in table
+    assert (out / "table.md").exists() and (out / "curves.png").exists()
+    assert (out / "fedavg" / "seed1" / "summary.json").exists()
+
+
+def test_partition_command_prints_hash_and_plots(tmp_path, capsys):
+    png = tmp_path / "p.png"
+    assert main(["partition", *TINY, "--plot", "--out", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "hash" in out and png.exists() and png.stat().st_size > 1000
+
+
+def test_help_for_each_command(capsys):
+    for cmd in ("run", "compare", "partition"):
+        with pytest.raises(SystemExit) as exc:
+            main([cmd, "--help"])
+        assert exc.value.code == 0
+        assert "usage: pfedkit " + cmd in capsys.readouterr().out

@@ -1,0 +1,57 @@
+"""Small federations and one-call runs for tests (tiny data, 1-3 rounds)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from pfedkit.algorithms.base import Algorithm, RoundContext, TrainSettings
+from pfedkit.algorithms.registry import build_algorithm
+from pfedkit.core.config import RunConfig, load_config
+from pfedkit.core.seeding import torch_generator
+from pfedkit.data.client_data import ClientData
+from pfedkit.data.setup import FederatedData, build_federated_data
+from pfedkit.engines.experiment import seeded_model, train_settings
+from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator
+
+
+def tiny_config(*overrides: str) -> RunConfig:
+    """digits, 6 clients, Dirichlet 0.5, small CNN, 2 rounds, batch 16."""
+    base = ["data.num_clients=6", "partition.alpha=0.5", "model.width=8", "model.feature_dim=16",
+            "train.rounds=2", "train.batch_size=16", "train.lr=0.1"]
+    return load_config(None, base + list(overrides))
+
+
+def tiny_fed(cfg: RunConfig | None = None) -> FederatedData:
+    cfg = cfg or tiny_config()
+    return build_federated_data(cfg.data, cfg.partition, cfg.seed)
+
+
+def make_algorithm(name: str, fed: FederatedData, hp: dict[str, Any] | None = None,
+                   cfg: RunConfig | None = None) -> Algorithm:
+    """A fresh algorithm around a freshly seeded tiny model."""
+    cfg = cfg or tiny_config()
+    model = seeded_model(cfg, fed.input_shape, fed.num_classes)
+    return build_algorithm(name, model, hp or {}, train_settings(cfg), fed.num_classes, cfg.seed)
+
+
+def run_sim(name: str, fed: FederatedData | None = None, hp: dict[str, Any] | None = None,
+            rounds: int = 2, fraction: float = 1.0, seed: int = 0, cfg: RunConfig | None = None) -> SimulationResult:
+    """Simulate ``name`` on a tiny federation without writing files."""
+    cfg = cfg or tiny_config()
+    fed = fed or tiny_fed(cfg)
+    algo = make_algorithm(name, fed, hp, cfg)
+    settings = SimulationSettings(seed=seed, rounds=rounds, client_fraction=fraction)
+    return Simulator(algo, fed.clients, settings, progress=False).run()
+
+
+def ctx(round: int = 1, client: int = 0, seed: int = 0) -> RoundContext:
+    """A RoundContext with a seeded generator."""
+    return RoundContext(round, torch_generator(seed, round, client))
+
+
+def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    """Largest absolute difference over the shared floating keys of two payloads."""
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if k in b)
