@@ -93,7 +93,6 @@ class Algorithm(ABC):
         self.hp = hp
         self.train = train
         self.num_classes = num_classes
-        self._state_refs = model.state_dict(keep_vars=False)
 
     # ----- server side -------------------------------------------------------------------
     def init_server(self) -> Payload:
@@ -114,7 +113,8 @@ class Algorithm(ABC):
 
     # ----- client side -------------------------------------------------------------------
     def init_client(self, data: ClientData) -> Payload:
-        """Initial personal state of a client; default: none."""
+        """Initial personal state of a client; default: none. Engines call it for every client
+        right after ``init_server``, while the workspace model still holds the initial weights."""
         return {}
 
     @abstractmethod
@@ -132,18 +132,25 @@ class Algorithm(ABC):
         return self.model
 
     # ----- helpers for subclasses --------------------------------------------------------
+    @property
+    def _state_refs(self) -> dict[str, torch.Tensor]:
+        """The workspace model's state_dict, read fresh (the engine may have moved the model)."""
+        return self.model.state_dict()
+
     def load(self, payload: Payload) -> None:
         """Copy the payload's model entries (keys of the workspace state_dict) into the model."""
+        refs = self._state_refs
         with torch.no_grad():
             for key, value in payload.items():
-                ref = self._state_refs.get(key)
+                ref = refs.get(key)
                 if ref is not None:
                     ref.copy_(value)
 
     def snapshot(self, keys: list[str] | None = None) -> Payload:
         """Copies of the workspace model's tensors (all, or the given state_dict keys)."""
-        keys = list(self._state_refs) if keys is None else keys
-        return {k: self._state_refs[k].detach().clone() for k in keys}
+        refs = self._state_refs
+        keys = list(refs) if keys is None else keys
+        return {k: refs[k].detach().clone() for k in keys}
 
     def keys(self, part: str) -> list[str]:
         """state_dict keys of ``"body"`` or ``"head"``."""

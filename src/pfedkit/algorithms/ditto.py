@@ -33,8 +33,9 @@ class Ditto(Algorithm):
     previous value by ``personal_epochs`` epochs on CE(v) + lam/2 ||v - w^t||^2, where w^t is
     the global model received this round (the regulariser covers parameters, not buffers).
     A client that has not trained yet has v = w^t (its state is empty until then), so its
-    personal predictor (the base class's: broadcast, then the state on top) is the global model. Paper default lambda is tuned per dataset from
-    {0.01, 0.1, 1, 2}; 0.1 here.
+    personal predictor (the base class's: broadcast, then the state on top) is the global model.
+    The paper tunes lambda per dataset; the default 0.1 lies in its search range (tune it with
+    the learning-rate search budget). ``personal_epochs`` 0 means as many as ``train.local_epochs``.
     """
 
     name = "ditto"

@@ -32,10 +32,10 @@ class FedBABU(Algorithm):
     The head is part of the server state and of the broadcast but is never trained nor uploaded
     during federation: it keeps the seeded random initialisation (identical on every client).
     Personal: nothing persistent. The personal model is rebuilt at every evaluation from the
-    broadcast by ``ft_epochs`` epochs of fine-tuning on the client's training split (paper: 5
-    epochs of the whole model, ``ft_part="all"``; ``"head"`` fine-tunes the head only, the
-    paper's cheaper variant). Fine-tuning happens in the workspace model only, so no persistent
-    state changes.
+    broadcast by ``ft_epochs`` epochs of fine-tuning on the client's training split
+    (``ft_part="all"``: the whole model, as in the paper's main results, 5 epochs by default;
+    ``"head"``: the head only). Fine-tuning happens in the workspace model only, so no
+    persistent state changes; it starts from the broadcast at every evaluation.
     """
 
     name = "fedbabu"

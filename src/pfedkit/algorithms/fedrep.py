@@ -27,8 +27,9 @@ class FedRep(PartialSharing):
     Personal: the head (every ``head.*`` tensor), kept in the client's state.
     Local update, in this order: ``head_epochs`` epochs on the head with the body frozen, then
     ``body_epochs`` epochs on the body with the (new) head frozen; only the body is uploaded.
-    Defaults follow the paper (10 head epochs, 1 representation epoch); FedRep therefore uses
-    these two numbers instead of ``train.local_epochs``. Buffers (e.g. BatchNorm statistics) of
+    Defaults follow the paper: many head epochs per representation epoch, 10 and 1 here (the
+    authors' code runs 9 + 1 within its 10 local epochs). FedRep therefore uses these two numbers
+    instead of ``train.local_epochs``. Buffers (e.g. BatchNorm statistics) of
     the body keep updating in train mode during the head phase, as in the authors' code.
     """
 

@@ -68,6 +68,8 @@ def train_epochs(
     opt = make_optimizer(train_params, settings, lr)
     model.train()
     total, steps = torch.zeros(()), 0
+    grad_mode = torch.enable_grad()  # callers may sit inside no_grad (e.g. evaluation fine-tuning)
+    grad_mode.__enter__()
     try:
         for _ in range(settings.local_epochs if epochs is None else epochs):
             for idx in batches(len(y), settings.batch_size, generator):
@@ -81,6 +83,7 @@ def train_epochs(
                 total += loss.detach().cpu()
                 steps += 1
     finally:
+        grad_mode.__exit__(None, None, None)
         for p, flag in zip(all_params, saved):
             p.requires_grad_(flag)
     return float(total) / max(steps, 1)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from pfedkit.data.corruptions._filters import filter_per_image, filter_separable, filter_shared
 
@@ -82,12 +81,35 @@ def motion_blur(x: torch.Tensor, length: float, generator: torch.Generator) -> t
     return filter_per_image(x, motion_kernels(length, angles.cpu()).to(x.device))
 
 
+def zoom_matrix(size: int, zoom: float) -> torch.Tensor:
+    """(size, size) linear map of one image axis: bilinear centre zoom by ``zoom`` >= 1.
+
+    Output pixel i samples the input at the pixel-centre coordinate (i + 0.5 - size / 2) / zoom
+    + size / 2 - 0.5, clamped to the border, with linear interpolation between neighbours.
+    """
+    out = torch.arange(size, dtype=torch.float64)
+    src = ((out + 0.5 - size / 2) / zoom + size / 2 - 0.5).clamp(0, size - 1)
+    low = src.floor().long().clamp(max=size - 1)
+    high = (low + 1).clamp(max=size - 1)
+    frac = src - low
+    matrix = torch.zeros(size, size, dtype=torch.float64)
+    matrix.index_put_((out.long(), low), 1 - frac, accumulate=True)
+    matrix.index_put_((out.long(), high), frac, accumulate=True)
+    return matrix.float()
+
+
 def zoom_blur(x: torch.Tensor, max_zoom: float, generator: torch.Generator) -> torch.Tensor:
-    """Zooming during exposure: mean of the image and centre zooms from 1 up to ``max_zoom``."""
-    n = x.shape[0]
-    total = x.clone()
+    """Zooming during exposure: mean of the image and centre zooms from 1 up to ``max_zoom``.
+
+    A centre zoom is separable (rows and columns are resampled independently), so each zoom is
+    two small matrix products over the whole batch. Deterministic.
+    """
+    n, c, h, w = x.shape
+    planes = x.reshape(n * c, h, w)
+    total = planes.clone()
     for zoom in torch.linspace(1.0, max_zoom, _ZOOM_STEPS)[1:].tolist():
-        theta = torch.tensor([[1.0 / zoom, 0.0, 0.0], [0.0, 1.0 / zoom, 0.0]], dtype=x.dtype)
-        grid = F.affine_grid(theta.to(x.device).expand(n, 2, 3), list(x.shape), align_corners=False)
-        total += F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    return total / _ZOOM_STEPS
+        rows, cols = zoom_matrix(h, zoom).to(x), zoom_matrix(w, zoom).to(x)
+        along_w = (planes.reshape(-1, w) @ cols.T).reshape(n * c, h, w)
+        along_h = along_w.transpose(1, 2).reshape(-1, h) @ rows.T  # (N*C*W, H)
+        total += along_h.reshape(n * c, w, h).transpose(1, 2)
+    return (total / _ZOOM_STEPS).reshape(n, c, h, w)
