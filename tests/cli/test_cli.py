@@ -73,3 +73,10 @@ def test_help_for_each_command(capsys):
             main([cmd, "--help"])
         assert exc.value.code == 0
         assert "usage: pfedkit " + cmd in capsys.readouterr().out
+
+
+def test_partition_plot_writes_corruption_sample_grid(tmp_path, capsys):
+    png = tmp_path / "p.png"
+    assert main(["partition", *TINY, "partition.corruption=random", "--plot", "--out", str(png)]) == 0
+    assert (tmp_path / "samples_corruptions.png").stat().st_size > 1000
+    assert "corruption" in capsys.readouterr().out

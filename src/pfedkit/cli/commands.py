@@ -88,6 +88,8 @@ def cmd_partition(args: argparse.Namespace) -> int:
         plot_partition(part, labels, pool.num_classes, path,
                        domains=None if pool.domain is None else pool.domain.numpy(), domain_names=pool.domain_names)
         print(f"plot: {path}")
+        for grid in save_scenario_grids(pool, cfg, path.parent):
+            print(f"samples: {grid}")
     return 0
 
 
@@ -130,3 +132,23 @@ def cmd_bench(args: argparse.Namespace, command: str) -> int:
     opts = BenchOptions(scale=args.scale, seeds=args.seeds, out=Path(args.out), settings=split(args.settings),
                         algos=split(args.algos), quiet=not args.progress, command=command)
     return importlib.import_module(BENCHMARKS[args.name]).run(opts)
+
+
+def save_scenario_grids(pool, cfg: RunConfig, folder: Path) -> list[Path]:
+    """Sample-grid PNGs of the scenario: one row per domain (multi-domain pools) and corruption
+    type x severity (when the config assigns corruptions)."""
+    import torch
+
+    from pfedkit.data.pictures import save_corruption_grid, save_domain_grid
+
+    written = []
+    if pool.domain is not None and pool.domain_names:
+        written.append(save_domain_grid(pool, folder / "samples_domains.png", seed=cfg.seed))
+    if cfg.partition.corruption != "none":
+        from pfedkit.data.corruptions import CORRUPTIONS
+
+        names = CORRUPTIONS if cfg.partition.corruption == "random" else (cfg.partition.corruption,)
+        pick = torch.as_tensor(np.random.default_rng(cfg.seed).choice(len(pool), 4, replace=False))
+        written.append(save_corruption_grid(pool.x[pick], folder / "samples_corruptions.png",
+                                            torch.Generator().manual_seed(cfg.seed), corruptions=names))
+    return written
