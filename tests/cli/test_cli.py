@@ -53,7 +53,7 @@ def test_cli_resume_equals_uninterrupted(tmp_path):
 
 def test_compare_prints_a_table(tmp_path, capsys):
     out = tmp_path / "cmp"
-    assert main(["compare", *TINY, f"output={out}", "--algos", "local,fedavg", "--seeds", "2", "--quiet"]) == 0
+    assert main(["compare", *TINY, "--algos", "local,fedavg", "--seeds", "2", "--quiet", f"output={out}"]) == 0
     table = capsys.readouterr().out
     assert "| local |" in table and "| fedavg |" in table and "±" in table
     assert (out / "table.md").exists() and (out / "curves.png").exists()

@@ -79,6 +79,10 @@ class Algorithm(ABC):
 
     name: ClassVar[str]
     paper: ClassVar[str] = ""
+    shares: ClassVar[str] = "the whole model"
+    """One line for the methods table: what is uploaded and aggregated."""
+    keeps: ClassVar[str] = "nothing"
+    """One line for the methods table: what stays personal on the client."""
     HParams: ClassVar[type] = NoHParams
     warmup_round: ClassVar[bool] = False
     """If True the engine runs a round 0 (all training clients, no aggregation weight semantics

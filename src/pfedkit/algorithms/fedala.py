@@ -35,10 +35,13 @@ STARTED = "ala.started"  # state key: 1.0 once the first (run-to-convergence) AL
 @dataclass
 class FedALAHParams:
     eta: float = param(1.0, lo=0.0, hi=1e4, lo_open=True, doc="learning rate of the ALA weights W")
-    rand_percent: float = param(80.0, lo=0.0, hi=100.0, lo_open=True, doc="percent of local training data used to learn W (s)")
+    rand_percent: float = param(80.0, lo=0.0, hi=100.0, lo_open=True,
+                                doc="percent of local training data used to learn W (s)")
     extra_body_tensors: int = param(0, lo=0, hi=1000,
-                                    doc="besides the head, also adapt the last k parameter tensors of the body (p > 1 layer)")
-    threshold: float = param(0.1, lo=0.0, hi=1e3, doc="first ALA: stop when the std of the last losses falls below this")
+                                    doc="besides the head, also adapt the last k parameter tensors of the body "
+                                        "(p > 1 layer)")
+    threshold: float = param(0.1, lo=0.0, hi=1e3,
+                             doc="first ALA: stop when the std of the last losses falls below this")
     num_pre_loss: int = param(10, lo=1, hi=1000, doc="first ALA: number of recent epoch losses whose std is checked")
     max_start_epochs: int = param(50, lo=1, hi=100_000, doc="first ALA: cap on epochs (the paper has no cap)")
 
@@ -73,6 +76,8 @@ class FedALA(Algorithm):
     name = "fedala"
     paper = "Zhang et al., FedALA: Adaptive Local Aggregation for Personalized Federated Learning, AAAI 2023"
     HParams = FedALAHParams
+    shares = "the whole model"
+    keeps = "local model + element-wise ALA weights of the head"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
         super().__init__(model, hp, train, num_classes, seed)
@@ -145,7 +150,8 @@ class FedALA(Algorithm):
         has_local = all(k in state for k in self._state_refs)
         weights: Payload | None = None
         if has_local:
-            old_w = {k: state[WEIGHT + k] for k in self.top_keys} if all(WEIGHT + k in state for k in self.top_keys) else None
+            has_w = all(WEIGHT + k in state for k in self.top_keys)
+            old_w = {k: state[WEIGHT + k] for k in self.top_keys} if has_w else None
             started = bool(state.get(STARTED, torch.zeros(1)).item() > 0)
             _, weights, metrics = self.adaptive_local_aggregation(broadcast, state, old_w, data, ctx.generator, started)
         else:

@@ -36,7 +36,8 @@ class FedPACHParams:
     head_epochs: int = param(1, lo=0, hi=1000, doc="epochs on the personal head with the body frozen (first phase)")
     head_lr_scale: float = param(10.0, lo=0.0, hi=1000.0, lo_open=True,
                                  doc="head lr = scale * train.lr (authors' code: 0.1 head vs 0.01 body)")
-    weight_eps: float = param(1e-3, lo=0.0, hi=0.5, doc="combination weights below this are zeroed, the rest renormalised")
+    weight_eps: float = param(1e-3, lo=0.0, hi=0.5,
+                              doc="combination weights below this are zeroed, the rest renormalised")
     qp_iters: int = param(2000, lo=1, hi=100_000, doc="accelerated projected-gradient iterations of the simplex QP")
 
 
@@ -73,6 +74,8 @@ class FedPAC(Algorithm):
     paper = ("Xu, Tong, Huang, Personalized Federated Learning with Feature Alignment and Classifier "
              "Collaboration, ICLR 2023")
     HParams = FedPACHParams
+    shares = "body (averaged), class prototypes, head + variance statistic (for the server-side head combination)"
+    keeps = "head (replaced by the server's convex combination of heads)"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
         super().__init__(model, hp, train, num_classes, seed)
@@ -192,52 +195,68 @@ def head_combination_weights(variances: torch.Tensor, hrefs: torch.Tensor, eps: 
     Returns:
         (K, K) float64, rows non-negative and summing to 1.
     """
-    v = variances.double().clamp_min(0)
-    h = hrefs.double().flatten(1)  # (K, C*d)
+    v = variances.double().cpu().clamp_min(0)
+    h = hrefs.double().cpu().flatten(1)  # (K, C*d)
     k = h.shape[0]
-    alpha = torch.zeros(k, k, dtype=torch.float64)
-    for i in range(k):
-        delta = h[i][None] - h  # (K, C*d)
-        q = torch.diag(v) + delta @ delta.T
-        a = solve_simplex_qp(q, iters)
-        a = torch.where(a < eps, torch.zeros_like(a), a)
-        a = a / a.sum() if float(a.sum()) > 0 else torch.nn.functional.one_hot(torch.tensor(i), k).double()
-        alpha[i] = a
-    return alpha
+    delta = h[:, None, :] - h[None, :, :]  # (K_i, K_j, C*d): h_i - h_j
+    q = torch.diag(v)[None] + delta @ delta.transpose(1, 2)  # (K, K, K)
+    alpha = solve_simplex_qps(q, iters)
+    alpha = torch.where(alpha < eps, torch.zeros_like(alpha), alpha)
+    total = alpha.sum(1, keepdim=True)
+    fallback = torch.eye(k, dtype=alpha.dtype)  # all weights cut: keep the local head only
+    return torch.where(total > 0, alpha / total.clamp_min(1e-300), fallback)
 
 
 def solve_simplex_qp(q: torch.Tensor, iters: int = 2000) -> torch.Tensor:
-    """argmin of ``a^T q a`` over the probability simplex, q (K, K) symmetric PSD.
+    """argmin of ``a^T q a`` over the probability simplex, q (K, K) symmetric PSD -> (K,) float64."""
+    return solve_simplex_qps(q[None], iters)[0]
 
-    Accelerated projected gradient (FISTA with restart), step 1 / (2 lambda_max(q)), started at
-    the uniform vector. Returns a (K,) float64 vector on the simplex.
+
+def solve_simplex_qps(q: torch.Tensor, iters: int = 2000) -> torch.Tensor:
+    """A batch of simplex QPs: row b of the result minimises ``a^T q_b a`` over the simplex.
+
+    Accelerated projected gradient (FISTA, step 1 / (2 lambda_max(q_b)), started at the uniform
+    vector); a row whose objective would go up takes a plain projected-gradient step instead and
+    restarts its momentum, so every row's objective never increases.
+
+    Args:
+        q: (B, K, K) symmetric positive semi-definite. iters: maximum iterations.
+    Returns:
+        (B, K) float64, each row on the simplex.
     """
-    q = 0.5 * (q.double() + q.double().T)
-    k = q.shape[0]
-    lip = 2.0 * float(torch.linalg.eigvalsh(q).max().clamp_min(1e-300))
-    x = torch.full((k,), 1.0 / k, dtype=torch.float64)
-    y, t = x.clone(), 1.0
-    obj = float(x @ q @ x)
-    for _ in range(iters):
-        x_new = project_to_simplex(y - (2.0 * (q @ y)) / lip)
-        obj_new = float(x_new @ q @ x_new)
-        if obj_new > obj:  # restart the momentum when the objective goes up
-            y, t = x.clone(), 1.0
-            continue
-        t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        y = x_new + ((t - 1.0) / t_new) * (x_new - x)
-        if float((x_new - x).abs().max()) < 1e-12:
-            x = x_new
+    q = 0.5 * (q.double() + q.double().transpose(1, 2))
+    b, k, _ = q.shape
+    lip = 2.0 * torch.linalg.eigvalsh(q).amax(-1).clamp_min(1e-300)[:, None]  # (B, 1)
+
+    # (q * a[:, None, :]).sum(-1) is q @ a written element-wise: for these tiny matrices a BLAS
+    # batched product costs far more in thread synchronisation than in arithmetic.
+    def objective(a: torch.Tensor) -> torch.Tensor:
+        return (a * (q * a[:, None, :]).sum(-1)).sum(-1)
+
+    def step(a: torch.Tensor) -> torch.Tensor:
+        return project_to_simplex(a - 2.0 * (q * a[:, None, :]).sum(-1) / lip)
+
+    x = torch.full((b, k), 1.0 / k, dtype=torch.float64)
+    y, t, obj = x.clone(), torch.ones(b, 1, dtype=torch.float64), objective(x)
+    for it in range(iters):
+        x_acc = step(y)
+        obj_acc = objective(x_acc)
+        worse = (obj_acc > obj)[:, None]
+        x_new = torch.where(worse, step(x), x_acc)
+        t_new = torch.where(worse, torch.ones_like(t), 0.5 * (1.0 + torch.sqrt(1.0 + 4.0 * t * t)))
+        y = x_new + torch.where(worse, torch.zeros_like(t), (t - 1.0) / t_new) * (x_new - x)
+        done = it % 50 == 49 and float((x_new - x).abs().max()) < 1e-13
+        x, t, obj = x_new, t_new, objective(x_new)
+        if done:
             break
-        x, t, obj = x_new, t_new, obj_new
     return x
 
 
 def project_to_simplex(v: torch.Tensor) -> torch.Tensor:
-    """Euclidean projection of v (K,) onto {a : a >= 0, sum a = 1} (sort-based algorithm)."""
-    u, _ = torch.sort(v, descending=True)
-    css = torch.cumsum(u, 0) - 1.0
-    idx = torch.arange(1, v.numel() + 1, dtype=v.dtype)
-    rho = int(torch.nonzero(u - css / idx > 0).max())
-    theta = css[rho] / (rho + 1)
+    """Euclidean projection of each row of v (..., K) onto {a : a >= 0, sum a = 1} (sort-based)."""
+    u, _ = torch.sort(v, dim=-1, descending=True)
+    css = torch.cumsum(u, -1) - 1.0
+    idx = torch.arange(1, v.shape[-1] + 1, dtype=v.dtype, device=v.device)
+    rho = ((u - css / idx) > 0).sum(-1, keepdim=True) - 1  # last index where the condition holds
+    theta = css.gather(-1, rho) / (rho + 1).to(v.dtype)
     return (v - theta).clamp_min(0)

@@ -27,10 +27,12 @@ from pfedkit.models.split import SplitModel
 class FedProtoHParams:
     lam: float = param(1.0, lo=0.0, hi=1e4, doc="weight of the prototype term (the paper's lambda, 'ld' in its code)")
     weighting: str = param("samples", choices=("samples", "clients"),
-                           doc="global prototype = sample-weighted mean (paper, Eq. 6) or plain mean over clients (authors' code)")
+                           doc="global prototype: sample-weighted mean (paper, Eq. 6) or plain mean over "
+                               "clients (authors' code)")
     predict: str = param("prototype", choices=("prototype", "head"),
                          doc="personal prediction: nearest global prototype, or the local model's own head")
-    local_classes_only: bool = param(True, doc="prototype prediction considers only classes of the client's training split")
+    local_classes_only: bool = param(True, doc="prototype prediction considers only the classes of the client's "
+                                               "training split")
 
 
 @register_algorithm
@@ -58,6 +60,8 @@ class FedProto(Algorithm):
     name = "fedproto"
     paper = "Tan et al., FedProto: Federated Prototype Learning across Heterogeneous Clients, AAAI 2022"
     HParams = FedProtoHParams
+    shares = "class prototypes (C x d mean features + C counts); no weights"
+    keeps = "the whole model (body and head)"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
         super().__init__(model, hp, train, num_classes, seed)

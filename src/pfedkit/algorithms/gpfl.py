@@ -99,6 +99,8 @@ class GPFL(Algorithm):
     paper = ("Zhang et al., GPFL: Simultaneously Learning Global and Personalized Feature Information for "
              "Personalized Federated Learning, ICCV 2023")
     HParams = GPFLHParams
+    shares = "body, GCE category embeddings, CoV"
+    keeps = "head (reads the personalized feature)"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
         super().__init__(model, hp, train, num_classes, seed)

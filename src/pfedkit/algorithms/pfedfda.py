@@ -28,6 +28,7 @@ from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.training import features_in_batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, weighted_average
+from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
 from pfedkit.stats.fusion import interpolate
@@ -46,7 +47,8 @@ class PFedFDAHParams:
     single_beta: bool = param(False, doc="one beta for means and covariance (default: one each, as the authors' code)")
     beta_grid: int = param(11, lo=2, hi=1001, doc="beta is searched on this many evenly spaced points of [0, 1]")
     min_class_samples: int = param(2, lo=0, hi=1000,
-                                   doc="a local class mean needs more than this many samples, else the global mean is used")
+                                   doc="a local class mean needs more than this many samples, else the global "
+                                       "mean is used")
     cov_ridge: float = param(1.0, lo=0.0, hi=1e6,
                              doc="added to the diagonal of every local covariance estimate (the authors' code adds I)")
     eps: float = param(1e-4, lo=0.0, hi=1.0, doc="covariance shrinkage towards tr(S)/d * I before inversion")
@@ -65,30 +67,34 @@ class PFedFDA(Algorithm):
     client's training split and the global statistics whenever it is needed. ``fda.beta`` (2,)
     in the client state records the last betas.
 
-    Round 0 (warm-up): every client uploads its class means and tied covariance under the initial
-    body; the server pools them into the first global statistics. (The authors initialise the
-    global means at random and the covariance at the identity; a warm-up needs no extra RNG.)
-    Round t >= 1, client: load the global body; freeze the Gaussian head built from the global
+    Initial global statistics (authors' code): means drawn uniformly from [0, 1]^(C x d) (seeded
+    by the run seed) and the identity covariance. In round 1 the body therefore learns to map
+    each class towards a random anchor, which separates the classes from the start (features
+    of a freshly initialised body barely differ between classes).
+
+    Each round, client: load the global body; freeze the Gaussian head built from the global
     statistics and the local class priors; train the body for ``train.local_epochs`` epochs with
     cross-entropy through it; compute training features (eval mode); choose beta by
     cross-validation (`select_beta`); upload the interpolated statistics. Server: average the
     bodies; global means = per-class sample-weighted mean of the uploaded interpolated means
     (over the uploads that have an estimate for the class), global covariance = sample-weighted
-    mean of the uploaded covariances (the authors' code averages the interpolated statistics too).
+    mean of the uploaded covariances (the authors' code averages the interpolated statistics).
 
-    Local estimates: class means from ``class_stats`` (a class with at most ``min_class_samples``
-    samples takes the global mean, as in the code), tied covariance ``S / (n - C_present)`` from
-    ``tied_covariance`` plus ``cov_ridge * I`` (the code divides the scatter by n - 1 and adds the
-    identity, which keeps the head well conditioned when features have dead dimensions); before
-    inversion every covariance is also shrunk by ``eps`` (as the code's classifier does). Priors: local class
-    frequencies + ``prior_eps``, normalised. beta is searched on a grid (the code runs 10 L-BFGS
-    steps from 0.5 on the same cross-validation loss).
+    Local estimates: class means from ``class_stats`` (a class with at most
+    ``min_class_samples`` samples takes the global mean, as in the code); tied covariance
+    ``S / (n - C_present)`` from ``tied_covariance`` plus ``cov_ridge * I`` (the code divides
+    the scatter by n - 1 and adds the identity, which keeps the head well conditioned when
+    features have dead dimensions); before inversion every covariance is also shrunk by ``eps``
+    (as the code's classifier does). Priors: local class frequencies + ``prior_eps``,
+    normalised. beta is searched on a grid (the code runs 10 L-BFGS steps from 0.5 on the same
+    cross-validation loss).
     """
 
     name = "pfedfda"
     paper = "Mclaughlin and Su, Personalized Federated Learning via Feature Distribution Adaptation, NeurIPS 2024"
     HParams = PFedFDAHParams
-    warmup_round = True
+    shares = "body + Gaussian statistics (interpolated class means, tied covariance)"
+    keeps = "nothing persistent: the Gaussian head is refit from local features each time"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
         super().__init__(model, hp, train, num_classes, seed)
@@ -96,8 +102,11 @@ class PFedFDA(Algorithm):
 
     # ----- server -------------------------------------------------------------------------
     def init_server(self) -> Payload:
+        """Global body, random global means ~ U[0, 1]^(C x d) and identity covariance (as the
+        authors' code); the means come from a generator seeded by the run seed."""
         c, d = self.num_classes, self.model.feature_dim
-        return {**self.snapshot(self.body_keys), MEANS: torch.zeros(c, d), COV: torch.eye(d), VALID: torch.zeros(c)}
+        means = torch.rand(c, d, generator=torch_generator(self.seed, 0xFDA))
+        return {**self.snapshot(self.body_keys), MEANS: means, COV: torch.eye(d), VALID: torch.ones(c)}
 
     def aggregate(self, server: Payload, updates: list[ClientUpdate], round: int) -> Payload:
         ups = [u for u in updates if u.upload]
@@ -125,12 +134,6 @@ class PFedFDA(Algorithm):
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load({k: broadcast[k] for k in self.body_keys})
         prior = local_prior(data.class_counts("train"), self.hp.prior_eps)
-        if ctx.round == 0:  # warm-up: statistics of the initial body, no training
-            z = features_in_batches(self.model, data.x_train)
-            no_global = torch.zeros(self.num_classes, dtype=torch.bool, device=z.device)
-            means, cov, usable = local_gaussian(z, data.y_train, self.num_classes, no_global, 0, self.hp.cov_ridge)
-            upload = {MEANS: means.float(), COV: cov.float(), VALID: usable.float()}
-            return ClientUpdate(upload=upload, weight=data.num_train, state=state, metrics={})
         g_means, g_cov = broadcast[MEANS], broadcast[COV]
         head = lda_head(g_means, g_cov, prior, self.hp.eps).to(device=ctx.device)
         model = self.model

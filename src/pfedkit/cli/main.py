@@ -82,9 +82,16 @@ def split_config_and_overrides(config: str | None, overrides: list[str]) -> tupl
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
     if hasattr(args, "config"):
-        args.config, args.overrides = split_config_and_overrides(args.config, args.overrides)
+        # key=value overrides may also follow the options (argparse leaves those in `extra`)
+        stray = [e for e in extra if e.startswith("-") or "=" not in e]
+        if stray:
+            parser.error(f"unrecognized arguments: {' '.join(stray)}")
+        args.config, args.overrides = split_config_and_overrides(args.config, args.overrides + extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "run":
             from pfedkit.cli.commands import cmd_run
