@@ -47,6 +47,10 @@ class APFL(Algorithm):
     """
 
     name = "apfl"
+
+    shares = "the whole global model"
+
+    keeps = "a local model and the mixing weight alpha"
     paper = "Deng, Kamani, Mahdavi, Adaptive Personalized Federated Learning, arXiv:2003.13461, 2020"
     HParams = APFLHParams
 

@@ -14,6 +14,10 @@ class FedAvg(Algorithm):
     """Shared: every parameter. Personal: nothing (each client evaluates the global model)."""
 
     name = "fedavg"
+
+    shares = "the whole model"
+
+    keeps = "nothing (evaluates the global model)"
     paper = "McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized Data, AISTATS 2017"
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:

@@ -26,6 +26,10 @@ class FedAvgFT(FedAvg):
     every evaluation from the client's training split."""
 
     name = "fedavg_ft"
+
+    shares = "the whole model"
+
+    keeps = "a copy fine-tuned on the training split before each evaluation"
     paper = "FedAvg followed by local fine-tuning (e.g. Wang et al., arXiv 1910.10252)"
     HParams = FedAvgFTHParams
 

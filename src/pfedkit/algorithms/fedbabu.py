@@ -39,6 +39,10 @@ class FedBABU(Algorithm):
     """
 
     name = "fedbabu"
+
+    shares = "body (head frozen at its random init)"
+
+    keeps = "a copy fine-tuned before each evaluation"
     paper = "Oh, Kim, Yun, FedBABU: Toward Enhanced Representation for Federated Image Classification, ICLR 2022"
     HParams = FedBABUHParams
 

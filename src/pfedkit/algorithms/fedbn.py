@@ -45,6 +45,10 @@ class FedBN(PartialSharing):
     """
 
     name = "fedbn"
+
+    shares = "everything except normalisation layers"
+
+    keeps = "normalisation layers (affine + running stats)"
     paper = ("Li et al., FedBN: Federated Learning on Non-IID Features via Local Batch Normalization, "
              "ICLR 2021")
     HParams = FedBNHParams

@@ -18,6 +18,10 @@ class FedPer(PartialSharing):
     """
 
     name = "fedper"
+
+    shares = "body"
+
+    keeps = "head"
     paper = "Arivazhagan et al., Federated Learning with Personalization Layers, arXiv:1912.00818, 2019"
 
     def personal_keys(self) -> list[str]:

@@ -34,6 +34,10 @@ class FedRep(PartialSharing):
     """
 
     name = "fedrep"
+
+    shares = "body"
+
+    keeps = "head (trained first, body frozen)"
     paper = ("Collins et al., Exploiting Shared Representations for Personalized Federated Learning, "
              "ICML 2021")
     HParams = FedRepHParams

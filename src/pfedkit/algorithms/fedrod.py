@@ -55,6 +55,10 @@ class FedRoD(Algorithm):
     """
 
     name = "fedrod"
+
+    shares = "body + generic head (balanced softmax)"
+
+    keeps = "personal head added to the generic logits"
     paper = "Chen, Chao, On Bridging Generic and Personalized Federated Learning for Image Classification, ICLR 2022"
 
     def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:

@@ -14,6 +14,10 @@ class Local(Algorithm):
     """Each client keeps the whole model as personal state, trained only on its own data."""
 
     name = "local"
+
+    shares = "nothing"
+
+    keeps = "the whole model"
     paper = "no federation (lower reference)"
 
     def init_client(self, data: ClientData) -> Payload:

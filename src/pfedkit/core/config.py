@@ -97,6 +97,8 @@ class RunConfig:
     algorithm: str = param("fedavg")
     seed: int = param(0, lo=0, hi=2**31 - 1)
     device: str = param("cpu", doc="cpu, cuda, cuda:N or auto")
+    threads: int = param(1, lo=0, hi=1024, doc="torch CPU threads (0 = torch's default); small models run "
+                                               "fastest on one")
     output: str = param("results/run")
     eval_every: int = param(1, lo=1, hi=100_000)
     checkpoint_every: int = param(0, lo=0, doc="save a checkpoint every N rounds (0 = off)")

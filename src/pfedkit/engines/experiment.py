@@ -35,6 +35,8 @@ def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: P
                     resume: bool = False, progress: bool = True) -> SimulationResult:
     """Run ``cfg.algorithm`` on the configured data (or the given ``fed``), writing results to
     ``out_dir`` when given (config, metrics.jsonl, summary.json, curve.png, checkpoint.pt)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     fed = fed or build_federated_data(cfg.data, cfg.partition, cfg.seed)
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
     algo = build_algorithm(cfg.algorithm, model, cfg.hp.get(cfg.algorithm), train_settings(cfg), fed.num_classes,
