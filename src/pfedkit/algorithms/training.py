@@ -60,14 +60,15 @@ def train_epochs(
         return float("nan")
     all_params = list(model.parameters())
     train_params = all_params if params is None else list(params)
-    chosen = {id(p) for p in train_params}
     saved = [p.requires_grad for p in all_params]
-    for p in all_params:
-        p.requires_grad_(id(p) in chosen)
+    if params is not None:  # freeze what is not trained (no gradient work for it)
+        chosen = {id(p) for p in train_params}
+        for p in all_params:
+            p.requires_grad_(id(p) in chosen)
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
     opt = make_optimizer(train_params, settings, lr)
     model.train()
-    total, steps = torch.zeros(()), 0
+    total, steps = torch.zeros((), device=x.device), 0
     grad_mode = torch.enable_grad()  # callers may sit inside no_grad (e.g. evaluation fine-tuning)
     grad_mode.__enter__()
     try:
@@ -80,12 +81,13 @@ def train_epochs(
                 opt.step()
                 if after_step is not None:
                     after_step()
-                total += loss.detach().cpu()
+                total += loss.detach()
                 steps += 1
     finally:
         grad_mode.__exit__(None, None, None)
-        for p, flag in zip(all_params, saved):
-            p.requires_grad_(flag)
+        if params is not None:
+            for p, flag in zip(all_params, saved):
+                p.requires_grad_(flag)
     return float(total) / max(steps, 1)
 
 
