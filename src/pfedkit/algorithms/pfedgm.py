@@ -25,15 +25,34 @@ Paper's words (the abstract is all we have) and where each lives here:
 Everything else (the formulas) is the project's reading, spec §1-§8; the statistics are in
 `pfedkit.stats` (float64, covariances symmetrised and shrunk). Our additions where the spec
 leaves room, each documented at its hyper-parameter:
-  * the navigator starts at the round-0 generator means, with exp(s) = d / tr(Sigma_g) (the
-    isotropic Gaussian whose variance is the mean within-class variance);
-  * ``local_scaled``: L_local is multiplied by the navigator's precision exp(s) (detached) so
-    that ``lambda_local`` is unit-free (False = the spec's literal Euclidean form);
-  * process noise in units of the mean within-class variance, plus the anchors' shift;
+  * the navigator starts at the round-0 generator means, with exp(s) = 1 / (mean distance
+    between class means) (`initial_navigator`; exp(s) = d / tr(Sigma_g) blew training up);
+  * process noise Q_c = q * tr(Sigma_g)/d plus, by default, the *innovation's* excess
+    (`innovation_noise`, adaptive), and the local fusion's prior spread is P_c + U_c + Q_c
+    (`with_mean_uncertainty`): the global mean's own uncertainty joins the between-client
+    spread. Why (measured, Fashion-MNIST, 20 clients, Dirichlet 0.3, CPU scale): the statistics
+    come from each client's *locally trained* body (spec §1) but are used under the next
+    averaged body, and in the first rounds the class means under the current body lie
+    0.4-1.3 x tr(Sigma) away from the broadcast prior means, while the true between-client
+    spread of class means under one body is ~0.03 x tr(Sigma). The spec's fusion treats the
+    prior mean as exact up to P_c, so a client's few-sample classes take a mean from a feature
+    space that has moved on. With U_c + Q_c in the prior (the innovations show how far the
+    means really move, 3-10 x the anchors' shift) the gain rises to ~0.95 early on and can fall
+    as training settles. Dirichlet 0.1, half participation, 10 rounds, best val accuracy for
+    seeds 0/1/2: spec noise model 83.8/87.2/84.6 (with drops to 17.5 between rounds), adaptive
+    90.6/92.7/89.7, K = 1 90.8/92.3/90.8 (K = 0 under the spec model: 23.6). The spec's model
+    stays one flag away (``noise_source = anchors``, ``prior_uncertainty = false``) and in the
+    ablation benchmark;
   * the bank covers classes that this round's participants lack by sampling the filtered
     prior N(mu_g,c, Sigma_g + P_c) for them (the filter still knows those classes);
   * L_local uses personal means computed at the start of the local update with the received
-    body (so they are "current"), which costs one extra no-grad pass over the training split.
+    body (so they are "current"), which costs one extra no-grad pass over the training split;
+  * the default gain form is ``diag``, chosen on validation accuracy (Fashion-MNIST,
+    Dirichlet 0.3, 10 rounds). Under the spec noise model (seed 0): diag 85.8, scalar 85.4,
+    full 77.6 (the full gain only personalises inside span(P_c), of rank <= m_c - 1). Under the
+    default noise model (seeds 0/1): diag 85.2/89.3, full 86.9/88.7, scalar 84.6/88.3, a tie
+    within seed noise, and diag costs C d numbers in the broadcast against full's C d^2
+    (21 MB at d = 512, C = 10).
 
 Shared (server state, FedAvg): ``body.*`` and the navigator ``gm.nav.anchors`` (C, d),
 ``gm.nav.log_scale`` (); with ``navigator = false`` the linear ``head.*`` instead.
@@ -41,17 +60,19 @@ Server-only state: the global filter ``gm.filter.*`` (`GlobalFilterState`: means
 mean_uncertainty (C, d, d), cov (d, d), cov_uncertainty (), initialized (C,), spread
 (C, d, d), class_counts (C,), num_clients (C,)) and this round's virtual-feature bank
 ``gm.bank.z`` (N, d) float32, ``gm.bank.y`` (N,) int64 (sampled in `aggregate` from a
-generator seeded by (run seed, round), so a resumed run replays it).
+generator seeded by (run seed, round), so a resumed run replays it), and ``gm.process_noise``
+(C,) float64, the Q_c of the latest predict step.
 Personal: nothing that cannot be recomputed; the head is rebuilt from the current body and
 the client's training split whenever it is needed. Client state ``gm.gain`` (C,) keeps the
-mean Kalman gain of the last local update (diagnostic only).
+mean Kalman gain per class of the last local update when ``lambda_local > 0`` (diagnostic only).
 
 Payload keys each way (spec §7):
   * client -> server: ``body.*``, ``gm.nav.anchors``, ``gm.nav.log_scale`` and the
     statistics ``gm.stats.counts`` = n_kc (C,), ``gm.stats.means`` = mu_hat_kc (C, d),
     ``gm.stats.scatter`` = S_k (d, d), all float64. Round 0 uploads the statistics only.
   * server -> client: ``body.*``, the navigator, the prior ``gm.prior.{means (C, d), cov (d, d)
-    = Sigma_g, spread = P (C, d, d) | (C, d) | (C,) by ``spread_form``, class_prior (C,) =
+    = Sigma_g, spread = P (+ U + Q with ``prior_uncertainty``) as (C, d, d) | (C, d) | (C,) by
+    ``spread_form``, class_prior (C,) =
     pi_g, num_clients (C,) = m_c, class_counts (C,), dof ()}`` and the bank ``gm.bank.z``,
     ``gm.bank.y``. Never another client's statistics. Round 0 broadcasts the body only.
 """
@@ -92,6 +113,7 @@ from pfedkit.stats import (
     fit_generator,
     interpolate,
     local_fusion,
+    observation_noise,
     sample,
     shrink,
     tied_covariance,
@@ -104,6 +126,7 @@ PRIOR = "gm.prior."  # broadcast prefix of the moment-matched, filtered GlobalPr
 BANK_Z = "gm.bank.z"  # (N, d) float32 virtual features
 BANK_Y = "gm.bank.y"  # (N,) int64 their classes
 FILTER = "gm.filter."  # server-only prefix of the GlobalFilterState
+PROCESS_NOISE = "gm.process_noise"  # (C,) float64, server only: Q_c of the latest predict step
 GAIN = "gm.gain"  # (C,) client state: mean Kalman gain per class of the last local update
 _BANK_TAG = 0xBA4C  # generator key of the virtual-feature bank
 
@@ -113,8 +136,6 @@ LogitsFn = Callable[[Tensor], Tensor]
 @dataclass
 class PFedGMHParams:
     lambda_local: float = param(0.1, lo=0.0, hi=100.0, doc="weight of the local objective L_local (spec §3)")
-    local_scaled: bool = param(True, doc="multiply L_local by the navigator precision exp(s) (detached), making "
-                                         "lambda_local unit-free; false = the spec's literal Euclidean form")
     virtual_weight: float = param(1.0, lo=0.0, hi=100.0, doc="weight of the CE on the generator's virtual features")
     bank_size: int = param(32, lo=0, hi=100_000, doc="virtual features per class sent each round (B)")
     resample_tau: float = param(1.0, lo=0.0, hi=10.0, doc="re-sampling weights w_kc ∝ n_kc^tau (spec §2)")
@@ -128,7 +149,11 @@ class PFedGMHParams:
     global_filter: bool = param(True, doc="Kalman filter over rounds (spec §4); false = plain pooling")
     process_noise: float = param(0.1, lo=0.0, hi=1e6,
                                  doc="q: Q_c = q * tr(Sigma_g)/d * I (in units of the mean within-class variance)")
-    anchor_noise: bool = param(True, doc="add the navigator anchors' shift ||m_c' - m_c||^2 / d to Q_c")
+    noise_source: str = param("innovation", choices=("anchors", "innovation", "none"),
+                              doc="added to Q_c: the innovation's excess over its expected size (adaptive, "
+                                  "default), the navigator anchors' shift ||m_c' - m_c||^2 / d (spec), or nothing")
+    prior_uncertainty: bool = param(True, doc="local fusion prior covariance P_c + U_c + Q_c (adds the global "
+                                              "mean's own uncertainty, default); false = the spec's P_c")
     cov_process_noise: float = param(0.01, lo=0.0, hi=1e6, doc="relative process noise of Sigma_g per round")
     predictive: str = param("plugin", choices=("plugin", "student_t"), doc="plug-in Gaussian or NIW predictive")
     nu0: float = param(10.0, lo=0.0, hi=1e9, lo_open=True,
@@ -203,16 +228,19 @@ def shared_objective(logits_fn: LogitsFn, z: Tensor, y: Tensor, z_virtual: Tenso
     return loss
 
 
-def local_objective(z: Tensor, y: Tensor, personal_means: Tensor, precision: Tensor | float = 1.0) -> Tensor:
-    """L_local (R4, spec §3) = 1/2 * precision * mean_i ||z_i - mu_kc(i)||^2.
+def local_objective(z: Tensor, y: Tensor, personal_means: Tensor) -> Tensor:
+    """L_local (R4, spec §3) = 1/2 * mean_i ||z_i - mu_kc(i)||^2, in feature units squared.
+
+    (A variant scaled by the navigator's precision exp(s), to make lambda_local unit-free,
+    made the pull lr * lambda * exp(s) strong enough to kill every ReLU feature in one local
+    epoch on the tiny test federation; the spec's literal form is kept.)
 
     Args:
         z: (B, d) features; y: (B,) labels.
         personal_means: (C, d) the client's personalized means (treated as constants).
-        precision: scalar multiplier (1 = the spec's form; exp(s) with ``local_scaled``).
     """
     target = personal_means.detach()[y]
-    return 0.5 * precision * (z - target).pow(2).sum(1).mean()
+    return 0.5 * (z - target).pow(2).sum(1).mean()
 
 
 # ----- statistic extractor (spec §1) ---------------------------------------------------------
@@ -273,6 +301,34 @@ def global_fusion(state: GlobalFilterState, observation: GlobalPrior, q: float |
     if not use_filter:
         return filter_pool(state, observation)
     return filter_update(filter_predict(state, q, q_cov), observation)
+
+
+def innovation_noise(state: GlobalFilterState, observation: GlobalPrior) -> Tensor:
+    """Adaptive process noise (our addition): how far this round's pooled means moved beyond
+    what the filter expected, q_c = max(||mu_bar_c - mu_g,c||^2 - tr(U_c + V_c), 0) / d for the
+    classes observed now and before; the other classes get the mean over those (the feature
+    extractor moved for them too). (C,) float64, 0 when nothing can be compared."""
+    both = observation.available & state.initialized
+    q = torch.zeros(state.num_classes, dtype=STATS_DTYPE)
+    if not bool(both.any()):
+        return q
+    v = observation_noise(observation)
+    err = (observation.means - state.means).pow(2).sum(1)
+    expected = (state.mean_uncertainty + v).diagonal(dim1=-2, dim2=-1).sum(-1)
+    excess = ((err - expected).clamp_min(0.0) / state.dim).cpu()
+    q[both] = excess[both]
+    q[~both] = excess[both].mean()
+    return q
+
+
+def with_mean_uncertainty(prior: GlobalPrior, state: GlobalFilterState, q: Tensor) -> GlobalPrior:
+    """The prior whose spread is P_c + U_c + q_c I: the spread of a client's class mean around
+    the *estimated* global mean, whose own uncertainty U_c (plus one round of process noise,
+    the extractor moves again before the client uses it) adds to the between-client spread."""
+    eye = torch.eye(prior.dim, dtype=STATS_DTYPE)
+    extra = state.mean_uncertainty + q.to(STATS_DTYPE)[:, None, None] * eye
+    extra = torch.where(state.initialized[:, None, None], extra, torch.zeros_like(extra))
+    return replace(prior, spread=prior.spread + extra)
 
 
 # ----- client: local fusion and the Bayesian head (spec §5, §6) -------------------------------
@@ -396,6 +452,9 @@ class PFedGM(Algorithm):
     """
 
     name = "pfedgm"
+    shares = ("body and navigator (FedAvg); up: class statistics n_kc, mu_hat_kc, S_k; down: the filtered "
+              "Gaussian prior and a virtual-feature bank")
+    keeps = "nothing persistent: the Gaussian head is rebuilt from the training split and the broadcast prior"
     paper = "Hu and Ma, Personalized Federated Learning via Gaussian Generative Modeling, arXiv 2603.11620, 2026"
     HParams = PFedGMHParams
     warmup_round = True
@@ -416,6 +475,7 @@ class PFedGM(Algorithm):
             server[LOG_SCALE] = torch.zeros(())
         server.update(GlobalFilterState.empty(c, d).to_payload(FILTER))
         server[BANK_Z], server[BANK_Y] = torch.zeros(0, d), torch.zeros(0, dtype=torch.int64)
+        server[PROCESS_NOISE] = torch.zeros(c, dtype=STATS_DTYPE)
         return server
 
     def broadcast(self, server: Payload, round: int) -> Payload:
@@ -423,7 +483,10 @@ class PFedGM(Algorithm):
         if round == 0:  # statistics-only round: the clients need the body, nothing else
             return out
         out.update({k: server[k] for k in self.nav_keys})
-        out.update(self.filter_state(server).to_prior().to_payload(PRIOR, self.spread_form))
+        prior = self.filter_state(server).to_prior()
+        if self.hp.prior_uncertainty:
+            prior = with_mean_uncertainty(prior, self.filter_state(server), server[PROCESS_NOISE])
+        out.update(prior.to_payload(PRIOR, self.spread_form))
         out[BANK_Z], out[BANK_Y] = server[BANK_Z], server[BANK_Y]
         return out
 
@@ -444,8 +507,9 @@ class PFedGM(Algorithm):
         generator = fit_generator(stats, tau=self.hp.resample_tau, eps=self.hp.shrinkage)
         state = self.filter_state(server)
         first = not bool(state.initialized.any())
-        q = self.process_noise(state, server, out)
+        q = self.process_noise(state, generator.prior, server, out)
         state = global_fusion(state, generator.prior, q, self.hp.cov_process_noise, self.hp.global_filter)
+        out[PROCESS_NOISE] = q
         prior = state.to_prior()
         if self.hp.navigator and first:
             out[ANCHORS], out[LOG_SCALE] = initial_navigator(prior)
@@ -454,13 +518,16 @@ class PFedGM(Algorithm):
         out.update(state.to_payload(FILTER))
         return out
 
-    def process_noise(self, state: GlobalFilterState, old: Payload, new: Payload) -> Tensor:
-        """Q_c (C,) for the filter's predict step: q * tr(Sigma_g)/d, plus the anchors' shift
-        ||m_c' - m_c||^2 / d over this round when ``anchor_noise`` (spec §4)."""
+    def process_noise(self, state: GlobalFilterState, observation: GlobalPrior, old: Payload, new: Payload) -> Tensor:
+        """Q_c (C,) float64 for this round's predict step (spec §4): q * tr(Sigma_g)/d, plus, by
+        ``noise_source``, the anchors' shift ||m_c' - m_c||^2 / d over this round, or the
+        innovation's excess `innovation_noise`."""
         base = self.hp.process_noise * float(state.cov.diagonal().mean()) if bool(state.initialized.any()) else 0.0
         q = torch.full((self.num_classes,), base, dtype=STATS_DTYPE)
-        if self.hp.anchor_noise and self.hp.navigator and ANCHORS in new:
+        if self.hp.noise_source == "anchors" and self.hp.navigator and ANCHORS in new:
             q = q + anchor_shift_noise(old[ANCHORS].cpu(), new[ANCHORS].cpu())
+        elif self.hp.noise_source == "innovation":
+            q = q + innovation_noise(state, observation)
         return q
 
     # ----- client -------------------------------------------------------------------------
@@ -480,29 +547,25 @@ class PFedGM(Algorithm):
                                          ctx.generator)
             personal_means = personal.means.to(device=ctx.device, dtype=torch.float32)
             new_state[GAIN] = personal.gain.float().cpu()
-            metrics["mean_gain"] = float(personal.gain[data.class_counts("train").cpu() > 0].mean())
+            held = data.class_counts("train").to(personal.gain.device) > 0
+            metrics["mean_gain"] = float(personal.gain[held].mean())
         bank_z = broadcast[BANK_Z].to(ctx.device, torch.float32)
         bank_y = broadcast[BANK_Y].to(ctx.device)
         if self.hp.navigator:
             nav = Navigator.from_payload(broadcast, ctx.device, trainable=True)
             logits_fn: LogitsFn = nav.logits
             params = parameters_named(model, self.body_keys) + nav.parameters()
-            precision = nav.precision
         else:
             nav = None
             logits_fn = model.head
             params = parameters_named(model, self.model_keys)
-            tr = float(prior.cov.diagonal().sum())
-            fixed = prior.dim / tr if tr > 0 else 1.0
-            precision = lambda: torch.tensor(fixed)  # noqa: E731
         lam, vw = self.hp.lambda_local, self.hp.virtual_weight
 
         def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
             z = model.features(xb)
             loss = shared_objective(logits_fn, z, yb, bank_z, bank_y, vw)
             if personal_means is not None:
-                scale = precision().detach() if self.hp.local_scaled else 1.0
-                loss = loss + lam * local_objective(z, yb, personal_means, scale)
+                loss = loss + lam * local_objective(z, yb, personal_means)
             return loss
 
         metrics["train_loss"] = train_epochs(model, data.x_train, data.y_train, self.train, ctx.generator,
@@ -538,9 +601,22 @@ class PFedGM(Algorithm):
         return predict
 
 
-def initial_navigator(prior: GlobalPrior, log_scale: float = 0.0) -> tuple[Tensor, Tensor]:
+def initial_navigator(prior: GlobalPrior) -> tuple[Tensor, Tensor]:
     """Navigator after round 0 (our choice): anchors = the generator's class means mu_g (0 for
-    unseen classes), log-scale ``log_scale``. Returns anchors (C, d), log-scale () float32."""
+    unseen classes) and exp(s) = 1 / (mean distance between two class means).
+
+    The gradient the Gaussian logits send to a feature is exp(s) (m_y - E_p[m]), of the order
+    exp(s) * distance between anchors; this scale makes it O(1), like a freshly initialised
+    linear head's. (The "statistical" choice exp(s) = d / tr(Sigma_g) gives gradients of order
+    distance / variance, which blew training up under the small initial features.)
+    Returns anchors (C, d), log-scale () float32.
+    """
+    means = prior.means[prior.available].to(STATS_DTYPE)
+    log_scale = 0.0
+    if means.shape[0] >= 2:
+        dist = torch.cdist(means, means)
+        mean_dist = float(dist.sum() / (means.shape[0] * (means.shape[0] - 1)))
+        log_scale = -math.log(mean_dist) if mean_dist > 0 else 0.0
     return prior.means.to(torch.float32).clone(), torch.tensor(log_scale, dtype=torch.float32)
 
 

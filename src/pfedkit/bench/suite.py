@@ -39,7 +39,8 @@ class Setting:
 
 def run_suite(bench: str, settings: list[Setting], algos: list[str], opts: BenchOptions,
               base_config: str | None = None) -> dict[str, list[ComparisonRun]]:
-    """Run every selected setting; write ``<out>/<bench>/<setting>.md`` (+ .png, .json) each.
+    """Run every selected setting; write ``<out>/<bench>/<setting>.md`` and, in ``<setting>/``, the
+    table, per-run summaries (``summary.json``) and the curves (per-round files are not kept).
 
     A setting whose dataset files are missing is skipped with a note in ``<setting>.md``.
     """
@@ -56,7 +57,7 @@ def run_suite(bench: str, settings: list[Setting], algos: list[str], opts: Bench
         run_dir = out_root / s.name
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            runs = run_comparison(cfg, algos, list(range(opts.seeds)), run_dir, progress=not opts.quiet,
+            runs = run_comparison(cfg, algos, list(range(opts.seeds)), None, progress=not opts.quiet,
                                   log=lambda m: print(m, file=sys.stderr))
         except DatasetNotFoundError as err:
             (out_root / f"{s.name}.md").write_text(f"# {s.title}\n\nSkipped: {err}\n")
