@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/pfedkit compare configs/demo.yaml --algos all --seeds 3 --overwrite --quiet
+	$(VENV)/bin/pfedkit compare configs/demo.yaml --algos all --seeds 3 --workers 2 --overwrite --quiet
 
 test: $(STAMP)
 	$(PY) -m pytest

@@ -80,3 +80,15 @@ def test_partition_plot_writes_corruption_sample_grid(tmp_path, capsys):
     assert main(["partition", *TINY, "partition.corruption=random", "--plot", "--out", str(png)]) == 0
     assert (tmp_path / "samples_corruptions.png").stat().st_size > 1000
     assert "corruption" in capsys.readouterr().out
+
+
+def test_compare_with_two_workers_equals_sequential(tmp_path, capsys):
+    seq, par = tmp_path / "seq", tmp_path / "par"
+    args = ["compare", *TINY, "--algos", "local,fedavg", "--seeds", "2", "--quiet"]
+    assert main(args + [f"output={seq}"]) == 0
+    assert main(args + ["--workers", "2", f"output={par}"]) == 0
+    for algo in ("local", "fedavg"):
+        for seed in (0, 1):
+            a = json.loads((seq / algo / f"seed{seed}" / "summary.json").read_text())
+            b = json.loads((par / algo / f"seed{seed}" / "summary.json").read_text())
+            assert a["selected"] == b["selected"] and a["last"] == b["last"]

@@ -10,13 +10,12 @@ per setting, rows labelled by variant, written to ``docs/results/gm-ablation/<se
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 import time
 from typing import Any
 
 from pfedkit.bench.gm import SETTINGS as GM_SETTINGS
-from pfedkit.bench.suite import BenchOptions, Setting
+from pfedkit.bench.suite import BenchOptions, Setting, setting_markdown
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import ConfigError, DatasetNotFoundError
 from pfedkit.engines.compare import ComparisonRun, run_comparison, write_comparison
@@ -52,12 +51,6 @@ SETTINGS: list[Setting] = [_BY_NAME["fmnist-dir0.1"], _BY_NAME["fmnist-corrupt-d
 """Label skew with partial participation, and environmental corruption (from ``bench gm``)."""
 
 
-def variant_slug(label: str) -> str:
-    """A folder name for a variant label."""
-    keep = "".join(ch if ch.isalnum() or ch in ".-" else "-" for ch in label.lower())
-    return "-".join(part for part in keep.split("-") if part)
-
-
 def run_setting(setting: Setting, opts: BenchOptions, variants: list[tuple[str, dict[str, Any]]] = VARIANTS
                 ) -> list[ComparisonRun] | None:
     """Run every variant of one setting over ``opts.seeds`` seeds; write its table.
@@ -89,10 +82,7 @@ def run_setting(setting: Setting, opts: BenchOptions, variants: list[tuple[str, 
     minutes = (time.perf_counter() - t0) / 60
     legend = "\n".join(f"- {label}: `{' '.join(f'hp.{ALGO}.{k}={v}' for k, v in hp.items()) or 'defaults'}`"
                        for label, hp in variants)
-    text = (f"# {title}\n\nCommand: `{command}`\n\nOverrides: `{' '.join(shlex.quote(o) for o in overrides)}`"
-            f"\n\nScale: {opts.scale}; seeds 0..{opts.seeds - 1}; {minutes:.1f} min. {setting.note}\n\n"
-            f"Accuracy in % over all clients with personal models, round selected by client-mean "
-            f"validation accuracy. Curves: `{setting.name}/curves.png`.\n\nVariants:\n{legend}\n\n{table}\n")
+    text = setting_markdown(setting, title, command, overrides, opts, minutes, table, f"Variants:\n{legend}\n\n")
     (out_root / f"{setting.name}.md").write_text(text)
     print(table)
     return runs

@@ -65,11 +65,16 @@ def run_suite(bench: str, settings: list[Setting], algos: list[str], opts: Bench
             continue
         table = write_comparison(runs, run_dir, s.title, command)
         minutes = (time.perf_counter() - t0) / 60
-        text = (f"# {s.title}\n\nCommand: `{command}`\n\nOverrides: `{' '.join(shlex.quote(o) for o in overrides)}`"
-                f"\n\nScale: {opts.scale}; seeds 0..{opts.seeds - 1}; {minutes:.1f} min. {s.note}\n\n"
-                f"Accuracy in % over all clients with personal models, round selected by client-mean "
-                f"validation accuracy. Curves: `{s.name}/curves.png`.\n\n{table}\n")
-        (out_root / f"{s.name}.md").write_text(text)
+        (out_root / f"{s.name}.md").write_text(setting_markdown(s, s.title, command, overrides, opts, minutes, table))
         print(table)
         done[s.name] = runs
     return done
+
+
+def setting_markdown(setting: Setting, title: str, command: str, overrides: list[str], opts: BenchOptions,
+                     minutes: float, table: str, preamble: str = "") -> str:
+    """The ``<setting>.md`` page: command, overrides, scale, time, protocol reminder, table."""
+    return (f"# {title}\n\nCommand: `{command}`\n\nOverrides: `{' '.join(shlex.quote(o) for o in overrides)}`"
+            f"\n\nScale: {opts.scale}; seeds 0..{opts.seeds - 1}; {minutes:.1f} min. {setting.note}\n\n"
+            f"Accuracy in % over all clients with personal models, round selected by client-mean "
+            f"validation accuracy. Curves: `{setting.name}/curves.png`.\n\n{preamble}{table}\n")

@@ -46,6 +46,8 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
         algorithm_class(a)
     if args.seeds < 1:
         raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
+    if args.workers < 1:
+        raise ConfigError(f"--workers={args.workers} is out of range; allowed [1, inf]")
     lrs = parse_lrs(args.tune_lr)
     out = prepare_output_dir(Path(cfg.output), args.overwrite, resume=False)
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
@@ -54,10 +56,12 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
         runs = []
         for a in algos:
             tuned = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=chosen[a]))
-            runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log)
+            runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log,
+                                   workers=args.workers)
         runs.sort(key=lambda r: (r.seed, algos.index(r.algorithm)))
     else:
-        runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log)
+        runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log,
+                              workers=args.workers)
     title = (f"{cfg.data.dataset}, {cfg.data.num_clients} clients, {describe_partition(cfg)}, "
              f"{cfg.train.rounds} rounds")
     print(write_comparison(runs, out, title, command))

@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--tune-lr", default="", metavar="LR,LR,...",
                       help="per algorithm, pick train.lr from these values by validation accuracy on "
                            "tuning seed 1000 (same budget for every algorithm)")
+    cmp_.add_argument("--workers", type=int, default=1,
+                      help="processes running (seed, algorithm) pairs in parallel (default 1; results identical)")
     cmp_.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
     cmp_.add_argument("--quiet", action="store_true", help="no per-round progress output")
 

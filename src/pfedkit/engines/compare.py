@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from pfedkit.core.config import RunConfig
 from pfedkit.core.metrics import mean_std
-from pfedkit.data.setup import build_federated_data, load_pool
+from pfedkit.data.setup import FederatedData, build_federated_data, load_pool
 from pfedkit.engines import results
 from pfedkit.engines.experiment import simulate_config
 from pfedkit.engines.report import Record
@@ -26,25 +28,65 @@ class ComparisonRun:
 
 
 def run_comparison(cfg: RunConfig, algorithms: list[str], seeds: list[int], out_dir: Path | None,
-                   progress: bool = True, log: Callable[[str], None] = print) -> list[ComparisonRun]:
+                   progress: bool = True, log: Callable[[str], None] = print, workers: int = 1
+                   ) -> list[ComparisonRun]:
     """Run every algorithm on every seed; for a given seed all algorithms see the same partition
-    and the same initial weights. Results of each run go to ``out_dir/<algo>/seed<s>/``."""
-    pool = load_pool(cfg.data, cfg.seed)
-    runs = []
-    for seed in seeds:
-        fed = build_federated_data(cfg.data, cfg.partition, seed, pool=pool)
-        log(f"seed {seed}: {fed.partition.num_clients} clients, partition {fed.partition.hash[:12]}")
-        for algo in algorithms:
-            run_cfg = dataclasses.replace(cfg, algorithm=algo, seed=seed)
-            run_dir = None
-            if out_dir is not None:
-                run_dir = out_dir / algo / f"seed{seed}"
-                run_dir.mkdir(parents=True, exist_ok=True)
-            res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
-            log(f"  {algo:<12} val-selected test {100 * res.summary['selected']['test']['mean']:.2f} "
-                f"(round {res.summary['selected_round']}), last {100 * res.summary['last']['test']['mean']:.2f}")
-            runs.append(ComparisonRun(algo, seed, res.summary, res.history))
-    return runs
+    and the same initial weights. Results of each run go to ``out_dir/<algo>/seed<s>/``.
+
+    ``workers > 1`` runs (seed, algorithm) pairs in that many processes; every run is seeded on
+    its own, so the results equal a sequential comparison's. Runs come back ordered by seed,
+    then algorithm.
+    """
+    tasks = [(seed, algo) for seed in seeds for algo in algorithms]
+    if workers <= 1:
+        pool = load_pool(cfg.data, cfg.seed)
+        feds: dict[int, FederatedData] = {}
+        runs = []
+        for seed, algo in tasks:
+            if seed not in feds:
+                feds = {seed: build_federated_data(cfg.data, cfg.partition, seed, pool=pool)}
+                log(f"seed {seed}: {feds[seed].partition.num_clients} clients, "
+                    f"partition {feds[seed].partition.hash[:12]}")
+            runs.append(_log_run(_run_one(cfg, algo, seed, out_dir, progress, feds[seed]), log))
+        return runs
+    ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+        futures = [ex.submit(_run_one, cfg, algo, seed, out_dir, False, None) for seed, algo in tasks]
+        return [_log_run(f.result(), log) for f in futures]
+
+
+def _run_one(cfg: RunConfig, algo: str, seed: int, out_dir: Path | None, progress: bool,
+             fed: FederatedData | None) -> ComparisonRun:
+    """One (algorithm, seed) run; builds the seed's federated data itself when ``fed`` is None."""
+    run_cfg = dataclasses.replace(cfg, algorithm=algo, seed=seed)
+    if fed is None:
+        fed = _cached_federation(cfg, seed)
+    run_dir = None
+    if out_dir is not None:
+        run_dir = out_dir / algo / f"seed{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+    res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
+    return ComparisonRun(algo, seed, res.summary, res.history)
+
+
+_WORKER_FEDERATIONS: dict[tuple[str, int], FederatedData] = {}
+"""Per worker process: the federation of the last (config, seed) it built (one entry at most)."""
+
+
+def _cached_federation(cfg: RunConfig, seed: int) -> FederatedData:
+    key = (repr((cfg.data, cfg.partition)), seed)
+    if key not in _WORKER_FEDERATIONS:
+        _WORKER_FEDERATIONS.clear()
+        _WORKER_FEDERATIONS[key] = build_federated_data(cfg.data, cfg.partition, seed,
+                                                        pool=load_pool(cfg.data, cfg.seed))
+    return _WORKER_FEDERATIONS[key]
+
+
+def _log_run(run: ComparisonRun, log: Callable[[str], None]) -> ComparisonRun:
+    s = run.summary
+    log(f"  seed {run.seed} {run.algorithm:<12} val-selected test {100 * s['selected']['test']['mean']:.2f} "
+        f"(round {s['selected_round']}), last {100 * s['last']['test']['mean']:.2f}")
+    return run
 
 
 def comparison_table(runs: list[ComparisonRun]) -> str:
