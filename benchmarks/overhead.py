@@ -12,7 +12,6 @@ no federation: no weight loading, no per-client optimizer, no averaging. The rat
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 
 import torch

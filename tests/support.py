@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
-from pfedkit.algorithms.base import Algorithm, RoundContext, TrainSettings
+from pfedkit.algorithms.base import Algorithm, RoundContext
 from pfedkit.algorithms.registry import build_algorithm
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.seeding import torch_generator
-from pfedkit.data.client_data import ClientData
 from pfedkit.data.setup import FederatedData, build_federated_data
 from pfedkit.engines.experiment import seeded_model, train_settings
 from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator

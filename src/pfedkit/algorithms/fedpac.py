@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from pfedkit.algorithms import prototypes as P
 from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
@@ -132,12 +131,7 @@ class FedPAC(Algorithm):
                 lr=self.train.lr * self.hp.head_lr_scale)
         targets, available = broadcast[P.MEANS], broadcast[P.AVAILABLE]
 
-        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            z = model.features(xb)
-            loss = F.cross_entropy(model.head(z), yb)
-            if lam > 0:
-                loss = loss + lam * P.alignment_loss(z, yb, targets, available)
-            return loss
+        loss_fn = P.prototype_regularised_ce(model, lam, targets, available)
 
         metrics["body_loss"] = train_epochs(model, data.x_train, data.y_train, self.train, ctx.generator,
                                             params=parameters_named(model, self.body_keys), loss_fn=loss_fn)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from pfedkit.algorithms import prototypes as P
 from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
@@ -78,12 +77,7 @@ class FedProto(Algorithm):
         targets, available = broadcast[P.MEANS], broadcast[P.AVAILABLE]
         model, lam = self.model, self.hp.lam
 
-        def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            z = model.features(xb)
-            loss = F.cross_entropy(model.head(z), yb)
-            if lam > 0:
-                loss = loss + lam * P.alignment_loss(z, yb, targets, available)
-            return loss
+        loss_fn = P.prototype_regularised_ce(model, lam, targets, available)
 
         loss = train_epochs(model, data.x_train, data.y_train, self.train, ctx.generator, loss_fn=loss_fn)
         means, counts = P.model_prototypes(model, data.x_train, data.y_train, self.num_classes)

@@ -32,6 +32,7 @@ from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
 from pfedkit.stats.fusion import interpolate
+from pfedkit.stats.folds import cv_splits
 from pfedkit.stats.gaussian_head import GaussianHead
 from pfedkit.stats.sufficient import STATS_DTYPE, class_stats, shrink, tied_covariance
 
@@ -219,16 +220,6 @@ def adaptive_gaussian(local_means: Tensor, local_cov: Tensor, usable: Tensor, gl
     return means, cov
 
 
-def stratified_folds(y: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """(n,) fold index in [0, k) per sample: each class's samples, in random order, dealt round-robin."""
-    fold = torch.empty_like(y)
-    for c in torch.unique(y).tolist():
-        pos = torch.nonzero(y == c).flatten()
-        perm = pos[torch.randperm(pos.numel(), generator=generator).to(pos.device)]
-        fold[perm] = torch.arange(perm.numel(), device=y.device) % k
-    return fold
-
-
 def select_beta(z: Tensor, y: Tensor, global_means: Tensor, global_cov: Tensor, global_valid: Tensor,
                 prior: Tensor, hp: PFedFDAHParams, generator: torch.Generator) -> Tensor:
     """Cross-validated (beta_mu, beta_cov) in [0, 1]^2.
@@ -245,20 +236,15 @@ def select_beta(z: Tensor, y: Tensor, global_means: Tensor, global_cov: Tensor, 
     Returns:
         (2,) float64 tensor.
     """
-    k = hp.cv_folds
-    counts = torch.bincount(y, minlength=global_means.shape[0])
-    keep = counts[y] >= k
-    z, y = z[keep], y[keep]
-    if y.numel() < k:
+    split = cv_splits(y, global_means.shape[0], hp.cv_folds, generator)
+    if split is None:
         return torch.zeros(2, dtype=STATS_DTYPE)
-    fold = stratified_folds(y, k, generator)
+    keep, folds = split
+    z, y = z[keep], y[keep]
     parts = []
-    for f in range(k):
-        tr, te = fold != f, fold == f
-        if not bool(te.any()) or not bool(tr.any()):
-            return torch.zeros(2, dtype=STATS_DTYPE)
+    for tr, te in folds:
         means, cov, usable = local_gaussian(z[tr], y[tr], global_means.shape[0], global_valid, hp.min_class_samples,
-                                               hp.cov_ridge)
+                                            hp.cov_ridge)
         parts.append((means, cov, usable, z[te], y[te]))
     grid = torch.linspace(0.0, 1.0, hp.beta_grid, dtype=STATS_DTYPE)
     pairs = [(b, b) for b in grid] if hp.single_beta else [(bm, bc) for bc in grid for bm in grid]

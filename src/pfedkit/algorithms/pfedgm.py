@@ -96,6 +96,7 @@ from pfedkit.core.payload import Payload, weighted_average
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
+from pfedkit.stats.folds import cv_splits
 from pfedkit.stats import (
     STATS_DTYPE,
     ClassStats,
@@ -332,16 +333,6 @@ def with_mean_uncertainty(prior: GlobalPrior, state: GlobalFilterState, q: Tenso
 
 
 # ----- client: local fusion and the Bayesian head (spec §5, §6) -------------------------------
-def stratified_folds(y: Tensor, k: int, generator: torch.Generator) -> Tensor:
-    """(n,) fold index in [0, k): each class's samples in random order, dealt round-robin."""
-    fold = torch.empty_like(y)
-    for c in torch.unique(y).tolist():
-        pos = torch.nonzero(y == c).flatten()
-        perm = pos[torch.randperm(pos.numel(), generator=generator).to(pos.device)]
-        fold[perm] = torch.arange(perm.numel(), device=y.device) % k
-    return fold
-
-
 def dirichlet_class_prior(counts: Tensor, prior: GlobalPrior, a0: float) -> Tensor:
     """pi_kc = (n_kc + a0 pi_g,c) / (n_k + a0) (spec §5), (C,) float64."""
     pi_g = prior.class_prior.to(counts.device)
@@ -377,19 +368,13 @@ def interpolation_beta(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHPara
     """beta in [0, 1] minimising the k-fold cross-validated CE of the interpolated Gaussian head
     on the client's training features z (n, d), labels y (n,). Classes with fewer than
     ``cv_folds`` samples are left out; 0 (the global statistics) when no CV is possible."""
-    k, c = hp.cv_folds, prior.num_classes
-    counts = torch.bincount(y, minlength=c)
-    keep = counts[y] >= k
-    z, y = z[keep], y[keep]
-    if y.numel() < k:
+    c = prior.num_classes
+    split = cv_splits(y, c, hp.cv_folds, generator)
+    if split is None:
         return 0.0
-    fold = stratified_folds(y, k, generator)
-    parts = []
-    for f in range(k):
-        tr, te = fold != f, fold == f
-        if not bool(te.any()) or not bool(tr.any()):
-            return 0.0
-        parts.append((class_stats(z[tr], y[tr], c), z[te], y[te]))
+    keep, folds = split
+    z, y = z[keep], y[keep]
+    parts = [(class_stats(z[tr], y[tr], c), z[te], y[te]) for tr, te in folds]
     best, best_loss = 0.0, math.inf
     for beta in torch.linspace(0.0, 1.0, hp.beta_grid).tolist():
         loss = 0.0

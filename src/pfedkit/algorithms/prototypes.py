@@ -8,7 +8,10 @@ that some client has ever reported, 0.0 otherwise (their rows are 0).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from pfedkit.algorithms.training import features_in_batches
@@ -91,3 +94,18 @@ def alignment_loss(z: Tensor, y: Tensor, targets: Tensor, available: Tensor) -> 
     t = targets.to(z)[y]
     mask = available.to(z)[y]
     return (mask[:, None] * (z - t) ** 2).sum() / z.numel()
+
+
+def prototype_regularised_ce(model: SplitModel, lam: float, targets: torch.Tensor, available: torch.Tensor
+                             ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Loss of a batch: CE of ``model`` + lam * ``alignment_loss`` of its features to the global
+    prototypes ``targets`` (C, d) of the ``available`` (C,) classes (FedProto, FedPAC)."""
+
+    def loss_fn(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        z = model.features(xb)
+        loss = F.cross_entropy(model.head(z), yb)
+        if lam > 0:
+            loss = loss + lam * alignment_loss(z, yb, targets, available)
+        return loss
+
+    return loss_fn

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from pfedkit.algorithms.base import Algorithm, TrainSettings
 from pfedkit.core.config import build_dataclass

@@ -168,7 +168,7 @@ def local_fusion(
         raise ValueError(f"fixed_gain must lie in [0, 1], got {fixed_gain}")
     if noise_cov not in ("local", "fused"):
         raise ValueError(f"noise_cov must be local or fused, got {noise_cov!r}")
-    c, d = local.num_classes, local.dim
+    c = local.num_classes
     device = local.means.device
     prior_means = prior.means.to(device)
     prior_cov = symmetrize(prior.cov.to(device))
