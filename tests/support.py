@@ -22,6 +22,16 @@ def tiny_config(*overrides: str) -> RunConfig:
     return load_config(None, base + list(overrides))
 
 
+SMALL = ("data.num_clients=4", "data.max_samples=400")
+"""Overrides for the smallest federation the per-method tests use (4 clients, 400 digits)."""
+
+
+def small_federation(*overrides: str) -> tuple[RunConfig, FederatedData]:
+    """(config, federation) of ``tiny_config(*SMALL, *overrides)``."""
+    cfg = tiny_config(*SMALL, *overrides)
+    return cfg, tiny_fed(cfg)
+
+
 def tiny_fed(cfg: RunConfig | None = None) -> FederatedData:
     cfg = cfg or tiny_config()
     return build_federated_data(cfg.data, cfg.partition, cfg.seed)

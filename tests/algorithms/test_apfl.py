@@ -7,15 +7,12 @@ import torch
 from torch.func import functional_call
 
 from pfedkit.algorithms.apfl import ALPHA, LOCAL
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def test_alpha_updates_and_stays_in_unit_interval(setup):

@@ -6,9 +6,7 @@ import pytest
 import torch
 
 from pfedkit.algorithms.fedbn import norm_keys
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, SMALL, tiny_config, tiny_fed
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,12 @@ from pfedkit.algorithms import prototypes as P
 from pfedkit.algorithms.fedpac import (COMBINED, VAR, feature_variance, head_combination_weights,
                                        solve_simplex_qp)
 from pfedkit.algorithms.training import features_in_batches
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def _is_convex(rows: torch.Tensor) -> bool:

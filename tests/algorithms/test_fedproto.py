@@ -9,15 +9,12 @@ import torch
 from pfedkit.algorithms import prototypes as P
 from pfedkit.algorithms.fedproto import prototype_classifier
 from pfedkit.algorithms.training import features_in_batches
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def test_upload_is_class_prototypes_only(setup):

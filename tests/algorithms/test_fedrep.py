@@ -6,16 +6,14 @@ import pytest
 import torch
 
 import pfedkit.algorithms.fedrep as fedrep_module
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
+from support import ctx, make_algorithm, run_sim, small_federation
 
-SMALL = ("data.num_clients=4", "data.max_samples=400")
 HP = {"head_epochs": 1, "body_epochs": 1}
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def _changed(before: dict, after: dict) -> bool:

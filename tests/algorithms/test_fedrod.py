@@ -7,15 +7,12 @@ import torch
 import torch.nn.functional as F
 
 from pfedkit.algorithms.fedrod import PERSONAL, balanced_softmax_loss
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def test_balanced_softmax_adds_the_log_label_prior():

@@ -5,15 +5,12 @@ import math
 import pytest
 import torch
 
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def test_uploads_only_head_and_keeps_body_personal(setup):

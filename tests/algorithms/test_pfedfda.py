@@ -10,15 +10,12 @@ from pfedkit.algorithms.pfedfda import (BETA, COV, MEANS, VALID, PFedFDAHParams,
                                         local_gaussian, local_prior, select_beta)
 from pfedkit.algorithms.training import features_in_batches
 from pfedkit.stats.sufficient import shrink
-from support import ctx, make_algorithm, run_sim, tiny_config, tiny_fed
-
-SMALL = ("data.num_clients=4", "data.max_samples=400")
+from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def _clusters(means: torch.Tensor, per_class: int, scale: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

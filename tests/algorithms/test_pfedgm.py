@@ -18,9 +18,8 @@ from pfedkit.core.errors import ConfigError
 from pfedkit.data.client_data import ClientData
 from pfedkit.engines.simulate import SimulationSettings, Simulator
 from pfedkit.stats import ClassStats, GlobalPrior, class_stats, merge
-from support import ctx, make_algorithm, max_abs_diff, run_sim, tiny_config, tiny_fed
+from support import ctx, make_algorithm, max_abs_diff, run_sim, SMALL, small_federation, tiny_config, tiny_fed
 
-SMALL = ("data.num_clients=4", "data.max_samples=400")
 STAT_KEYS = {gm.STATS + "counts", gm.STATS + "means", gm.STATS + "scatter"}
 
 
@@ -34,8 +33,7 @@ def single_thread():
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL)
-    return cfg, tiny_fed(cfg)
+    return small_federation()
 
 
 def warm(algo, fed, clients=None):
