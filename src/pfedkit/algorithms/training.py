@@ -2,6 +2,9 @@
 
 No DataLoader: data already sits in memory as tensors, and batches are slices of a seeded
 permutation. Only the given parameters receive gradients; the others are frozen for the call.
+When only the head of a SplitModel trains and its body behaves the same in train and eval mode
+(no normalisation or dropout layers), the body's features are computed once per call and every
+epoch trains the head on them: the same batches and updates, without a body forward per step.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pfedkit.algorithms.base import TrainSettings
+from pfedkit.models.split import SplitModel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(x (B, C, H, W), y (B,)) -> scalar loss, computed with the workspace model."""
@@ -65,6 +69,9 @@ def train_epochs(
         chosen = {id(p) for p in train_params}
         for p in all_params:
             p.requires_grad_(id(p) in chosen)
+    if loss_fn is None and params is not None and _frozen_pure_body(model, train_params):
+        x = features_in_batches(model, x)  # (n, d); the head alone maps them to logits
+        loss_fn = lambda zb, yb: F.cross_entropy(model.head(zb), yb)  # noqa: E731
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
     opt = make_optimizer(train_params, settings, lr)
     model.train()
@@ -89,6 +96,20 @@ def train_epochs(
             for p, flag in zip(all_params, saved):
                 p.requires_grad_(flag)
     return float(total) / max(steps, 1)
+
+
+_MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+
+
+def _frozen_pure_body(model: nn.Module, train_params: list[nn.Parameter]) -> bool:
+    """True when ``model`` is a SplitModel, only head parameters train, and no body module
+    behaves differently in train mode (so features cached in eval mode are exact)."""
+    if not isinstance(model, SplitModel):
+        return False
+    head_ids = {id(p) for p in model.head.parameters()}
+    if not all(id(p) in head_ids for p in train_params):
+        return False
+    return not any(isinstance(m, _MODE_DEPENDENT) for m in model.body.modules())
 
 
 @torch.no_grad()
