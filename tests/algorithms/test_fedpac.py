@@ -11,6 +11,7 @@ from pfedkit.algorithms import prototypes as P
 from pfedkit.algorithms.fedpac import (COMBINED, VAR, feature_variance, head_combination_weights,
                                        solve_simplex_qp)
 from pfedkit.algorithms.training import features_in_batches
+from pfedkit.core.payload import payload_nbytes
 from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
@@ -102,8 +103,12 @@ def test_server_recombines_heads_with_convex_weights(setup):
         for key in head:
             mixed = sum(alpha[i, j].float() * ups[j].upload[key] for j in range(len(ups)))
             assert torch.allclose(new[f"{COMBINED}{c.client_id}.{key}"], mixed, atol=1e-6)
+    # each client receives only its own recombined head
+    own = algo.for_client(algo.broadcast(new, 2), fed.clients[0].client_id)
+    assert {k for k in own if k.startswith(COMBINED)} == {f"{COMBINED}{fed.clients[0].client_id}.{k}" for k in head}
+    assert set(own) - {k for k in own if k.startswith(COMBINED)} == set(body) | {P.MEANS, P.AVAILABLE}
     # the personal model uses the recombined head and the averaged body
-    algo.personal_predictor(algo.broadcast(new, 2), ups[0].state, fed.clients[0], ctx(2, 0))
+    algo.personal_predictor(own, ups[0].state, fed.clients[0], ctx(2, 0))
     now = algo.snapshot()
     for key in head:
         assert torch.equal(now[key], new[f"{COMBINED}{fed.clients[0].client_id}.{key}"])
@@ -117,3 +122,8 @@ def test_runs_two_rounds(setup):
     assert all(math.isfinite(r["train_loss"]) for r in res.history)
     assert math.isfinite(res.summary["last"]["test"]["mean"])
     assert all(k in res.server for k in (P.MEANS, P.AVAILABLE)) and res.server[P.AVAILABLE].sum() > 0
+    # round 2 bills each client for the body, the prototypes and one head, not every client's head
+    algo = make_algorithm("fedpac", fed, cfg=cfg)
+    one_client = payload_nbytes(algo.for_client(algo.broadcast(res.server, 2), 0))
+    assert res.history[1]["bytes_down"] == len(fed.clients) * one_client
+    assert one_client < payload_nbytes(res.server)

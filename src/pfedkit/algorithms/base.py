@@ -1,6 +1,7 @@
 """The algorithm protocol: what every federated method implements, independent of any engine.
 
-Server side: ``init_server`` → (each round) ``broadcast`` → clients → ``aggregate``.
+Server side: ``init_server`` → (each round) ``broadcast`` → ``for_client`` (what one client
+receives, by default the whole broadcast) → clients → ``aggregate``.
 Client side: ``init_client`` once, ``local_update`` when sampled, ``personal_predictor`` for
 evaluation. All state that must survive a round lives in payloads (``dict[str, Tensor]``): the
 server state and one personal state per client. An engine stores them (and checkpoints them);
@@ -106,6 +107,12 @@ class Algorithm(ABC):
     def broadcast(self, server: Payload, round: int) -> Payload:
         """What every sampled client receives this round; default: the whole server state."""
         return server
+
+    def for_client(self, broadcast: Payload, client_id: int) -> Payload:
+        """The part of ``broadcast`` that client ``client_id`` receives (and is billed for);
+        default: all of it. Methods with per-client server outputs (FedPAC's combined heads)
+        send each client only its own."""
+        return broadcast
 
     def aggregate(self, server: Payload, updates: list[ClientUpdate], round: int) -> Payload:
         """New server state from this round's uploads; default: sample-weighted average, keys

@@ -49,8 +49,9 @@ class FedPAC(Algorithm):
     for the classifier collaboration. Upload: body tensors, head tensors, ``proto.means`` (C, d),
     ``proto.counts`` (C,), ``pac.var`` (1,) (the variance statistic V_i) and ``pac.client`` (1,)
     (the sender's id: the protocol's ``aggregate`` does not say who sent an update).
-    Server state / broadcast: body, ``proto.means``, ``proto.available`` and, for every client the
-    server has recombined a head for, ``pac.head.<id>.<head key>``.
+    Server state: body, ``proto.means``, ``proto.available`` and, for every client the server has
+    recombined a head for, ``pac.head.<id>.<head key>``. Client i receives (``for_client``) the
+    body, the prototypes and only its own ``pac.head.<i>.*``.
 
     Local update (authors' order): load the global body and this client's head (its recombined
     head if the server has one, else its own); ``head_epochs`` epochs on the head with the body
@@ -108,6 +109,11 @@ class FedPAC(Algorithm):
                     mixed = u[key].clone()
                 out[f"{COMBINED}{cid}.{key}"] = mixed
         return out
+
+    def for_client(self, broadcast: Payload, client_id: int) -> Payload:
+        """The body, the global prototypes and only this client's combined head."""
+        own = f"{COMBINED}{client_id}."
+        return {k: v for k, v in broadcast.items() if not k.startswith(COMBINED) or k.startswith(own)}
 
     # ----- client -------------------------------------------------------------------------
     def init_client(self, data: ClientData) -> Payload:

@@ -130,9 +130,12 @@ class Simulator:
         t0 = time.perf_counter()
         bcast = self.algo.broadcast(server, r)
         updates: list[ClientUpdate] = []
+        bytes_down = 0
         for k in sampled:
             ctx = RoundContext(r, torch_generator(self.s.seed, r, k), self.device)
-            update = self.algo.local_update(bcast, states[k], self.clients[k], ctx)
+            message = self.algo.for_client(bcast, k)
+            bytes_down += payload_nbytes(message)
+            update = self.algo.local_update(message, states[k], self.clients[k], ctx)
             states[k] = clone_payload(update.state, "cpu") if self.device.type != "cpu" else update.state
             updates.append(update)
         server = self.algo.aggregate(server, updates, r)
@@ -141,7 +144,7 @@ class Simulator:
             "round": r,
             "clients": sampled,
             "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else float("nan"),
-            "bytes_down": payload_nbytes(bcast) * len(sampled),
+            "bytes_down": bytes_down,
             "bytes_up": sum(payload_nbytes(u.upload) for u in updates),
             "seconds": time.perf_counter() - t0,
         }
@@ -153,7 +156,7 @@ class Simulator:
         ev: dict[str, list[int]] = {"val_correct": [], "val_n": [], "test_correct": [], "test_n": []}
         for c in self.clients:
             ctx = RoundContext(r, torch_generator(self.s.seed, r, c.client_id, 0xE7A1), self.device)
-            res = evaluate_client(self.algo, bcast, states[c.client_id], c, ctx)
+            res = evaluate_client(self.algo, self.algo.for_client(bcast, c.client_id), states[c.client_id], c, ctx)
             for key in ev:
                 ev[key].append(res[key])
         return ev
