@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.fedrod import PERSONAL, balanced_softmax_loss
+from pfedkit.algorithms.fedrod import HYPER, PERSONAL, balanced_softmax_loss
 from support import ctx, make_algorithm, run_sim, small_federation
 
 
@@ -65,3 +65,28 @@ def test_personal_head_does_not_influence_the_shared_update(setup):
     assert set(a.upload) == set(algo.model.state_dict()) and set(a.state) == set(zero)
     assert all(torch.equal(a.upload[k], b.upload[k]) for k in a.upload)  # features/logits detached
     assert any(not torch.equal(a.state[k], b.state[k]) for k in a.state)
+
+
+def test_hyper_variant_generates_personal_heads_from_label_distributions(setup):
+    cfg, fed = setup
+    algo = make_algorithm("fedrod", fed, {"personal": "hyper"}, cfg=cfg)
+    server = algo.init_server()
+    hyper_keys = {k for k in server if k.startswith(HYPER)}
+    assert hyper_keys and algo.init_client(fed.clients[0]) == {}
+    a, b = fed.clients[0], fed.clients[1]
+    assert not torch.equal(a.class_counts("train"), b.class_counts("train"))
+    with torch.no_grad():  # the generated heads start at zero: personal = generic prediction
+        algo.load(server)
+        assert torch.allclose(algo.personal_predictor(server, {}, a, ctx())(a.x_val), algo.model(a.x_val))
+    up = algo.local_update(server, {}, a, ctx())
+    assert up.state == {} and hyper_keys <= set(up.upload)
+    assert any(not torch.equal(up.upload[k], server[k]) for k in hyper_keys)  # the personal loss trains it
+    new = {**server, **up.upload}
+    with torch.no_grad():
+        algo.load(new)
+        generic = algo.model(a.x_val)
+        head_a = algo.personal_predictor(new, {}, a, ctx())(a.x_val) - generic
+        head_b = algo.personal_predictor(new, {}, b, ctx())(a.x_val) - generic
+    assert head_a.abs().max() > 1e-4 and not torch.allclose(head_a, head_b)  # heads follow the labels
+    res = run_sim("fedrod", fed, {"personal": "hyper"}, rounds=2, cfg=cfg)
+    assert math.isfinite(res.summary["last"]["test"]["mean"])
