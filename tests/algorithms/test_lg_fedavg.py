@@ -36,3 +36,18 @@ def test_bodies_differ_between_clients_and_bytes_are_head_only(setup):
     assert not torch.allclose(res.client_states[0][key], res.client_states[1][key])
     assert all(math.isfinite(r["train_loss"]) for r in res.history)
     assert math.isfinite(res.summary["last"]["test"]["mean"])
+
+
+def test_pretraining_rounds_are_fedavg_then_bodies_stay_local(setup):
+    cfg, fed = setup
+    algo = make_algorithm("lg_fedavg", fed, {"pretrain_rounds": 1}, cfg=cfg)
+    body, head = set(algo.keys("body")), set(algo.keys("head"))
+    server = algo.init_server()
+    assert set(algo.broadcast(server, 1)) == body | head and set(algo.broadcast(server, 2)) == head
+    c = fed.clients[0]
+    up = algo.local_update(algo.broadcast(server, 1), algo.init_client(c), c, ctx(1))
+    assert set(up.upload) == body | head and set(up.state) == body
+    assert all(torch.equal(up.state[k], up.upload[k]) for k in body)  # the client keeps its pretrained body
+    res = run_sim("lg_fedavg", fed, {"pretrain_rounds": 1}, rounds=2, cfg=cfg)
+    head_bytes = sum(t.numel() * t.element_size() for t in algo.snapshot(sorted(head)).values())
+    assert res.history[0]["bytes_up"] > res.history[1]["bytes_up"] == head_bytes * len(fed.clients)
