@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +98,37 @@ def test_compare_with_two_workers_equals_sequential(tmp_path, capsys):
             a = json.loads((seq / algo / f"seed{seed}" / "summary.json").read_text())
             b = json.loads((par / algo / f"seed{seed}" / "summary.json").read_text())
             assert a["selected"] == b["selected"] and a["last"] == b["last"]
+
+
+def _stat(pid: int) -> tuple[str, int]:
+    """(state letter, parent pid) of a process from Linux /proc; ("Z", 0) once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return "Z", 0
+    return fields[0], int(fields[1])
+
+
+def _alive(pids: list[int]) -> list[int]:
+    return [p for p in pids if _stat(p)[0] != "Z"]
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_compare_workers_exit_when_the_main_process_is_killed(tmp_path):
+    args = [sys.executable, "-m", "pfedkit.cli.main", "compare", *TINY, "train.rounds=100000", "--algos",
+            "local,fedavg", "--workers", "2", "--quiet", f"output={tmp_path / 'out'}"]
+    main_proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (tmp_path / "out" / "local").exists() and time.time() < deadline:  # workers running
+        time.sleep(0.2)
+    workers = _alive([int(d.name) for d in Path("/proc").glob("[0-9]*") if _stat(int(d.name))[1] == main_proc.pid])
+    assert len(workers) >= 2
+    main_proc.send_signal(signal.SIGKILL)
+    main_proc.wait()
+    deadline = time.time() + 15
+    while _alive(workers) and time.time() < deadline:
+        time.sleep(0.2)
+    orphans = _alive(workers)
+    for w in orphans:
+        os.kill(w, signal.SIGKILL)
+    assert not orphans

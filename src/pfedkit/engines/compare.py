@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
+import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +53,8 @@ def run_comparison(cfg: RunConfig, algorithms: list[str], seeds: list[int], out_
             runs.append(_log_run(_run_one(cfg, algo, seed, out_dir, progress, feds[seed]), log))
         return runs
     ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads is unsafe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent,
+                             initargs=(os.getpid(),)) as ex:
         futures = [ex.submit(_run_one, cfg, algo, seed, out_dir, False, None) for seed, algo in tasks]
         return [_log_run(f.result(), log) for f in futures]
 
@@ -67,6 +71,18 @@ def _run_one(cfg: RunConfig, algo: str, seed: int, out_dir: Path | None, progres
         run_dir.mkdir(parents=True, exist_ok=True)
     res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
     return ComparisonRun(algo, seed, res.summary, res.history)
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end this worker as soon as the comparison process that started it is
+    gone (killed, not interrupted), instead of running the rest of its queued runs as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 _WORKER_FEDERATIONS: dict[tuple[str, int], FederatedData] = {}
