@@ -62,23 +62,24 @@ def curve_of(histories: list[list[Record]]) -> tuple[list[int], list[float], lis
 
 def plot_curves(curves: dict[str, list[list[Record]]], path: Path, title: str = "") -> None:
     """Client-mean test (solid) and val (dashed) accuracy per evaluated round, one colour per
-    label, averaged over the label's runs."""
+    label (up to 20 distinct), averaged over the label's runs; the legend sits right of the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    palette = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
     for i, (label, histories) in enumerate(curves.items()):
         rounds, test, val = curve_of(histories)
-        color = f"C{i % 10}"
+        color = palette(i % palette.N)
         ax.plot(rounds, test, color=color, label=label)
         ax.plot(rounds, val, color=color, ls="--", alpha=0.6)
     ax.set_xlabel("round")
     ax.set_ylabel("client-mean accuracy (solid: test, dashed: val)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
