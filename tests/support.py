@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import torch
 
 from pfedkit.algorithms.base import Algorithm, RoundContext
@@ -63,3 +64,18 @@ def ctx(round: int = 1, client: int = 0, seed: int = 0) -> RoundContext:
 def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
     """Largest absolute difference over the shared floating keys of two payloads."""
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a if k in b)
+
+
+def stop_after_round(sim: Simulator, round: int) -> None:
+    """Run ``sim`` and interrupt it (an exception, as a crash would) once round ``round`` ended."""
+
+    class Stop(Exception):
+        pass
+
+    def stop(record: dict[str, Any]) -> None:
+        if record["round"] == round:
+            raise Stop
+
+    sim.on_round = stop
+    with pytest.raises(Stop):
+        sim.run()

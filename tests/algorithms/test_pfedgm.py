@@ -18,7 +18,8 @@ from pfedkit.core.errors import ConfigError
 from pfedkit.data.client_data import ClientData
 from pfedkit.engines.simulate import SimulationSettings, Simulator
 from pfedkit.stats import ClassStats, GlobalPrior, class_stats, merge
-from support import ctx, make_algorithm, max_abs_diff, run_sim, SMALL, small_federation, tiny_config, tiny_fed
+from support import (ctx, make_algorithm, max_abs_diff, run_sim, SMALL, small_federation, stop_after_round,
+                     tiny_config, tiny_fed)
 
 STAT_KEYS = {gm.STATS + "counts", gm.STATS + "means", gm.STATS + "scatter"}
 
@@ -320,18 +321,9 @@ def test_resume_from_a_checkpoint_replays_the_uninterrupted_run(tiny, tmp_path):
     settings = SimulationSettings(seed=0, rounds=3, client_fraction=0.67, checkpoint_every=1)
     full = Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings,
                      checkpoint_path=tmp_path / "full.pt", progress=False).run()
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_round_2(record):
-        if record["round"] == 2:
-            raise Stop
-
     ckpt = tmp_path / "checkpoint.pt"
-    with pytest.raises(Stop):
-        Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings, checkpoint_path=ckpt,
-                  on_round=stop_at_round_2, progress=False).run()
+    stop_after_round(Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings,
+                               checkpoint_path=ckpt, progress=False), 2)
     resumed = Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings, checkpoint_path=ckpt,
                         progress=False).run(resume=True)
     assert [r.get("eval") for r in resumed.history] == [r.get("eval") for r in full.history]

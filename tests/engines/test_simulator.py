@@ -7,7 +7,7 @@ import torch
 
 from pfedkit.data.setup import FederatedData
 from pfedkit.engines.simulate import SimulationSettings, Simulator, sample_clients
-from support import make_algorithm, max_abs_diff, tiny_config, tiny_fed
+from support import make_algorithm, max_abs_diff, stop_after_round, tiny_config, tiny_fed
 
 
 def strip_time(history):
@@ -38,20 +38,11 @@ def test_different_seed_changes_the_run():
 
 def test_resume_after_a_stop_equals_uninterrupted_run(tmp_path):
     full = simulate("fedavg", tiny_fed(), rounds=4, fraction=0.5)
-
-    class Stop(Exception):
-        pass
-
-    def stop_at_round_3(record):
-        if record["round"] == 3:
-            raise Stop
-
     ckpt = tmp_path / "checkpoint.pt"
     fed = tiny_fed()
     settings = SimulationSettings(seed=0, rounds=4, client_fraction=0.5, checkpoint_every=2)
-    with pytest.raises(Stop):
-        Simulator(make_algorithm("fedavg", fed), fed.clients, settings, checkpoint_path=ckpt,
-                  on_round=stop_at_round_3, progress=False).run()
+    stop_after_round(Simulator(make_algorithm("fedavg", fed), fed.clients, settings, checkpoint_path=ckpt,
+                               progress=False), 3)
     assert torch.load(ckpt, weights_only=False)["round"] == 2
     fed2 = tiny_fed()  # a fresh process: new data objects, new workspace model
     resumed = Simulator(make_algorithm("fedavg", fed2), fed2.clients, settings, checkpoint_path=ckpt,
