@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default="docs/methods.md")
     args = ap.parse_args()
     overrides = [f"data.dataset={args.dataset}", "data.num_clients=4", "data.max_samples=800",
-                 "partition.scheme=iid", "train.rounds=2", "model.width=32", "model.feature_dim=128"]
+                 "partition.scheme=iid", "train.rounds=2", "model.cnn.width=32", "model.cnn.feature_dim=128"]
     cfg = load_config(None, overrides)
     fed = build_federated_data(cfg.data, cfg.partition, cfg.seed)
     rows = ["| method | paper | shared (uploaded, aggregated) | personal (kept on the client) | "
@@ -41,7 +41,7 @@ def main() -> None:
     n_params = sum(p.numel() for p in seeded_model(cfg, fed.input_shape, fed.num_classes).parameters())
     text = (f"# Methods\n\nCommand: `python benchmarks/methods_table.py --dataset {args.dataset}`\n\n"
             f"Bytes are measured from the payloads of a 2-round run (all clients participating) with the "
-            f"small CNN (`model.width=32`, `model.feature_dim=128`, input {shape}, 10 classes, "
+            f"small CNN (`model.cnn.width=32`, `model.cnn.feature_dim=128`, input {shape}, 10 classes, "
             f"{n_params:,} float32 parameters; `src/pfedkit/models/cnn.py`). The head/body split comes "
             f"from the model.\n\n" + "\n".join(rows) + "\n")
     Path(args.out).write_text(text)

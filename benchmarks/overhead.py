@@ -16,18 +16,18 @@ import time
 
 import torch
 
-from pfedkit.algorithms.training import batches, make_optimizer
+from pfedkit.algorithms.toolkit.training import batches, make_optimizer
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import DatasetNotFoundError
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.setup import build_federated_data
-from pfedkit.engines.experiment import seeded_model, simulate_config, train_settings
+from pfedkit.engines.experiment import seeded_model, simulate_config
 
 
 def plain_loop(cfg, fed, rounds: int) -> float:
     """Seconds to train one model over the same client minibatch sequence, without federation."""
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
-    opt = make_optimizer(list(model.parameters()), train_settings(cfg))
+    opt = make_optimizer(list(model.parameters()), cfg.train)
     loss_fn = torch.nn.functional.cross_entropy
     model.train()
     t0 = time.perf_counter()

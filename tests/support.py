@@ -7,18 +7,18 @@ from typing import Any
 import pytest
 import torch
 
-from pfedkit.algorithms.base import Algorithm, RoundContext
-from pfedkit.algorithms.registry import build_algorithm
+from pfedkit.algorithms.protocol import Algorithm, RoundContext
+from pfedkit.algorithms.registry import build_algorithm, resolve_hparams
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.setup import FederatedData, build_federated_data
-from pfedkit.engines.experiment import seeded_model, train_settings
+from pfedkit.engines.experiment import seeded_model
 from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator
 
 
 def tiny_config(*overrides: str) -> RunConfig:
     """digits, 6 clients, Dirichlet 0.5, small CNN, 2 rounds, batch 16."""
-    base = ["data.num_clients=6", "partition.alpha=0.5", "model.width=8", "model.feature_dim=16",
+    base = ["data.num_clients=6", "partition.alpha=0.5", "model.cnn.width=8", "model.cnn.feature_dim=16",
             "train.rounds=2", "train.batch_size=16", "train.lr=0.1"]
     return load_config(None, base + list(overrides))
 
@@ -43,7 +43,7 @@ def make_algorithm(name: str, fed: FederatedData, hp: dict[str, Any] | None = No
     """A fresh algorithm around a freshly seeded tiny model."""
     cfg = cfg or tiny_config()
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
-    return build_algorithm(name, model, hp or {}, train_settings(cfg), fed.num_classes, cfg.seed)
+    return build_algorithm(name, model, resolve_hparams(name, hp), cfg.train, fed.num_classes, cfg.seed)
 
 
 def run_sim(name: str, fed: FederatedData | None = None, hp: dict[str, Any] | None = None,
@@ -58,7 +58,7 @@ def run_sim(name: str, fed: FederatedData | None = None, hp: dict[str, Any] | No
 
 def ctx(round: int = 1, client: int = 0, seed: int = 0) -> RoundContext:
     """A RoundContext with a seeded generator."""
-    return RoundContext(round, torch_generator(seed, round, client))
+    return RoundContext(round, client, torch_generator(seed, round, client))
 
 
 def max_abs_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:

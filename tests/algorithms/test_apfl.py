@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from pfedkit.algorithms.apfl import ALPHA, LOCAL
+from pfedkit.algorithms.methods.apfl import ALPHA, LOCAL
 from support import ctx, make_algorithm, run_sim, small_federation
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms.fedala import STARTED, WEIGHT
+from pfedkit.algorithms.methods.fedala import STARTED, WEIGHT
 from support import ctx, make_algorithm, run_sim, small_federation
 
 

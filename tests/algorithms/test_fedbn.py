@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms.fedbn import norm_keys
+from pfedkit.algorithms.methods.fedbn import norm_keys
 from support import ctx, make_algorithm, run_sim, SMALL, tiny_config, tiny_fed
 
 
 @pytest.fixture(scope="module")
 def setup():
-    cfg = tiny_config(*SMALL, "model.norm=batch")
+    cfg = tiny_config(*SMALL, "model.cnn.norm=batch")
     return cfg, tiny_fed(cfg)
 
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms import prototypes as P
-from pfedkit.algorithms.fedpac import (COMBINED, VAR, feature_variance, head_combination_weights,
+from pfedkit.algorithms.toolkit import prototypes as P
+from pfedkit.algorithms.methods.fedpac import (COMBINED, VAR, feature_variance, head_combination_weights,
                                        solve_simplex_qp)
-from pfedkit.algorithms.training import features_in_batches
+from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.core.payload import payload_nbytes
 from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
@@ -75,7 +75,7 @@ def test_body_training_aligns_features_to_global_prototypes(setup):
     _, fed = setup
     cfg = tiny_config(*SMALL, "train.local_epochs=3")
     c = fed.clients[1]
-    targets = torch.rand(fed.num_classes, cfg.model.feature_dim, generator=torch.Generator().manual_seed(3))
+    targets = torch.rand(fed.num_classes, cfg.model.options_for("cnn").feature_dim, generator=torch.Generator().manual_seed(3))
     dist = {}
     for lam in (0.0, 20.0):
         algo = make_algorithm("fedpac", fed, {"lam": lam}, cfg=cfg)
@@ -94,7 +94,8 @@ def test_server_recombines_heads_with_convex_weights(setup):
     ups = [algo.local_update(bcast, algo.init_client(c), c, ctx(1, c.client_id)) for c in fed.clients]
     head, body = algo.keys("head"), algo.keys("body")
     assert set(ups[0].state) == set(head)
-    assert set(ups[0].upload) == set(body) | set(head) | {P.MEANS, P.COUNTS, VAR, "pac.client"}
+    assert set(ups[0].upload) == set(body) | set(head) | {P.MEANS, P.COUNTS, VAR}
+    assert [u.client_id for u in ups] == [c.client_id for c in fed.clients]
     new = algo.aggregate(server, ups, 1)
     hrefs = torch.stack([u.upload[P.MEANS].double() * (u.upload[P.COUNTS].double() / u.weight)[:, None] for u in ups])
     alpha = head_combination_weights(torch.cat([u.upload[VAR].double() for u in ups]), hrefs)

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms import prototypes as P
-from pfedkit.algorithms.fedproto import prototype_classifier
-from pfedkit.algorithms.training import features_in_batches
+from pfedkit.algorithms.toolkit import prototypes as P
+from pfedkit.algorithms.methods.fedproto import prototype_classifier
+from pfedkit.algorithms.toolkit.training import features_in_batches
 from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
@@ -51,7 +51,7 @@ def test_prototype_term_pulls_features_to_global_prototypes(setup):
     _, fed = setup
     cfg = tiny_config(*SMALL, "train.local_epochs=3")
     c = fed.clients[1]
-    targets = torch.rand(fed.num_classes, cfg.model.feature_dim, generator=torch.Generator().manual_seed(3))
+    targets = torch.rand(fed.num_classes, cfg.model.options_for("cnn").feature_dim, generator=torch.Generator().manual_seed(3))
     bcast = {P.MEANS: targets, P.AVAILABLE: torch.ones(fed.num_classes)}
     dist = {}
     for lam in (0.0, 20.0):
@@ -67,7 +67,7 @@ def test_prediction_is_nearest_global_prototype_among_local_classes(setup):
     cfg, fed = setup
     algo = make_algorithm("fedproto", fed, cfg=cfg)
     c = fed.clients[2]
-    protos = torch.rand(fed.num_classes, cfg.model.feature_dim, generator=torch.Generator().manual_seed(5))
+    protos = torch.rand(fed.num_classes, cfg.model.options_for("cnn").feature_dim, generator=torch.Generator().manual_seed(5))
     bcast = {P.MEANS: protos, P.AVAILABLE: torch.ones(fed.num_classes)}
     pred = algo.personal_predictor(bcast, algo.init_client(c), c, ctx())
     z = features_in_batches(algo.model, c.x_test)
@@ -84,7 +84,7 @@ def test_prediction_is_nearest_global_prototype_among_local_classes(setup):
 def test_runs_two_rounds(setup):
     cfg, fed = setup
     res = run_sim("fedproto", fed, rounds=2, cfg=cfg)
-    n_cls, d = fed.num_classes, cfg.model.feature_dim
+    n_cls, d = fed.num_classes, cfg.model.options_for("cnn").feature_dim
     for rec in res.history:
         assert math.isfinite(rec["train_loss"])
         assert rec["bytes_up"] == len(rec["clients"]) * 4 * (n_cls * d + n_cls)

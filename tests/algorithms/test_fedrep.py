@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-import pfedkit.algorithms.fedrep as fedrep_module
+import pfedkit.algorithms.methods.fedrep as fedrep_module
 from support import ctx, make_algorithm, run_sim, small_federation
 
 HP = {"head_epochs": 1, "body_epochs": 1}

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.fedrod import HYPER, PERSONAL, balanced_softmax_loss
+from pfedkit.algorithms.methods.fedrod import HYPER, PERSONAL, balanced_softmax_loss
 from support import ctx, make_algorithm, run_sim, small_federation
 
 

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms.gpfl import PREFIX, angle_softmax_loss, conditional_inputs
+from pfedkit.algorithms.methods.gpfl import PREFIX, angle_softmax_loss, conditional_inputs
 from support import ctx, make_algorithm, run_sim, small_federation
 
 
@@ -36,7 +36,7 @@ def test_global_and_personal_parts(setup):
     body, head = set(algo.keys("body")), set(algo.keys("head"))
     extra = {k for k in server if k.startswith(PREFIX)}
     assert {PREFIX + "gce.weight"} <= extra and any(k.startswith(PREFIX + "cov.") for k in extra)
-    assert server[PREFIX + "gce.weight"].shape == (fed.num_classes, cfg.model.feature_dim)
+    assert server[PREFIX + "gce.weight"].shape == (fed.num_classes, cfg.model.options_for("cnn").feature_dim)
     up = algo.local_update(algo.broadcast(server, 1), state, c, ctx())
     # shared and uploaded: body + GCE + CoV; personal: the head only
     assert set(up.upload) == body | extra and not set(up.upload) & head

@@ -6,9 +6,9 @@ import math
 import pytest
 import torch
 
-from pfedkit.algorithms.pfedfda import (BETA, COV, MEANS, VALID, PFedFDAHParams, adaptive_gaussian,
+from pfedkit.algorithms.methods.pfedfda import (BETA, COV, MEANS, VALID, PFedFDAHParams, adaptive_gaussian,
                                         local_gaussian, local_prior, select_beta)
-from pfedkit.algorithms.training import features_in_batches
+from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.stats.sufficient import shrink
 from support import ctx, make_algorithm, run_sim, small_federation
 
@@ -86,7 +86,7 @@ def test_uploads_body_and_statistics_never_the_head(setup):
     algo = make_algorithm("pfedfda", fed, cfg=cfg)
     c = fed.clients[1]
     up = algo.local_update(algo.init_server(), algo.init_client(c), c, ctx())
-    d, n_cls = cfg.model.feature_dim, fed.num_classes
+    d, n_cls = cfg.model.options_for("cnn").feature_dim, fed.num_classes
     assert set(up.upload) == set(algo.keys("body")) | {MEANS, COV, VALID}
     assert up.upload[MEANS].shape == (n_cls, d) and up.upload[COV].shape == (d, d)
     assert set(up.state) == {BETA} and bool(((up.state[BETA] >= 0) & (up.state[BETA] <= 1)).all())

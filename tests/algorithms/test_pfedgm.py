@@ -11,8 +11,8 @@ import dataclasses
 import pytest
 import torch
 
-import pfedkit.algorithms.pfedgm as gm
-from pfedkit.algorithms.training import features_in_batches
+import pfedkit.algorithms.methods.pfedgm as gm
+from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.client_data import ClientData
@@ -112,7 +112,7 @@ def test_spread_form_compresses_the_broadcast(setup):
         algo = make_algorithm("pfedgm", fed, {"spread_form": form}, cfg=cfg)
         server, _ = warm(algo, fed)
         shapes[form] = tuple(algo.broadcast(server, 1)[gm.PRIOR + "spread"].shape)
-    c, d = fed.num_classes, cfg.model.feature_dim
+    c, d = fed.num_classes, cfg.model.options_for("cnn").feature_dim
     assert shapes == {"full": (c, d, d), "diag": (c, d), "scalar": (c,)}
 
 
@@ -353,12 +353,12 @@ def test_no_navigator_ablation_shares_the_linear_head(setup):
 
 
 def test_hyperparameters_are_validated_from_the_config():
-    from pfedkit.algorithms.registry import resolve_hparams
-
     cfg = load_config(None, ["algorithm=pfedgm", "hp.pfedgm.gain_form=full", "hp.pfedgm.lambda_local=0"])
-    hp = resolve_hparams("pfedgm", cfg.hp["pfedgm"])
-    assert hp.gain_form == "full" and hp.lambda_local == 0.0
-    with pytest.raises(ConfigError):
-        resolve_hparams("pfedgm", {"gain": "half"})
-    with pytest.raises(ConfigError):
-        resolve_hparams("pfedgm", {"resample_tau": -1})
+    hp = cfg.hparams()
+    assert isinstance(hp, gm.PFedGMHParams) and hp.gain_form == "full" and hp.lambda_local == 0.0
+    with pytest.raises(ConfigError, match="hp.pfedgm.gain='half' is not allowed"):
+        load_config(None, ["hp.pfedgm.gain=half"])
+    with pytest.raises(ConfigError, match="hp.pfedgm.resample_tau=-1 is out of range"):
+        load_config(None, ["hp.pfedgm.resample_tau=-1"])
+    with pytest.raises(ConfigError, match="hp.pfedgm.bank_size='many' must be an integer"):
+        load_config(None, ["hp.pfedgm.bank_size=many"])

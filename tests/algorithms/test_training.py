@@ -3,8 +3,8 @@
 import torch
 from torch import nn
 
-from pfedkit.algorithms.base import TrainSettings
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.protocol import TrainSettings
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.models.split import SplitModel
 
 

@@ -14,7 +14,9 @@ def test_defaults_and_overrides(tmp_path):
     cfg = load_config(path, ["train.lr=0.2", "data.num_clients=5"])
     assert isinstance(cfg, RunConfig)
     assert (cfg.train.rounds, cfg.train.lr, cfg.data.num_clients) == (7, 0.2, 5)
-    assert cfg.hp == {"fedprox": {"mu": 0.5}}
+    assert cfg.hparams("fedprox").mu == 0.5 and type(cfg.hparams("fedprox")).__name__ == "FedProxHParams"
+    assert cfg.hparams("fedavg") == cfg.hparams("local")  # no section given: the defaults
+    assert load_config(None, ["model.cnn.width=8"]).model.options_for("cnn").width == 8
 
 
 @pytest.mark.parametrize("override, fragment", [
@@ -26,6 +28,14 @@ def test_defaults_and_overrides(tmp_path):
     ("partition.severity=9", "partition.severity=9 is out of range; allowed [0, 5]"),
     ("train.optimizer=rmsprop", "train.optimizer='rmsprop' is not allowed; choose one of sgd, adam"),
     ("train.rounds=abc", "train.rounds='abc' must be an integer"),
+    ("partition.scheme=dirichelt", "partition.scheme='dirichelt' is not allowed; choose one of iid, dirichlet"),
+    ("model.name=resnet", "model.name='resnet' is not allowed; choose one of cnn, fedavg_cnn, resnet18"),
+    ("model.widht=8", "unknown config key 'model.widht'; did you mean 'model.cnn.width'?"),
+    ("model.cnn.widht=8", "unknown config key 'model.cnn.widht'; did you mean 'model.cnn.width'?"),
+    ("model.cnn.norm=group", "model.cnn.norm='group' is not allowed; choose one of none, batch"),
+    ("model.resnet18.norm=layer", "model.resnet18.norm='layer' is not allowed; choose one of batch, group"),
+    ("hp.fedproxx.mu=1", "unknown config key 'hp.fedproxx'; did you mean 'hp.fedprox'?"),
+    ("hp.fedprox.mu=big", "hp.fedprox.mu='big' must be a number"),
     ("noequals", "must look like key=value"),
 ])
 def test_bad_values_give_one_line_errors(override, fragment):

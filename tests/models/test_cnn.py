@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfedkit.models.cnn import small_cnn
+from pfedkit.models.cnn import CNNOptions, small_cnn
 
 
 def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -17,7 +17,7 @@ def _reference(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def test_same_outputs_and_gradients_as_the_textbook_cnn() -> None:
     torch.manual_seed(0)
-    model = small_cnn((3, 12, 12), num_classes=5, width=4, feature_dim=8)
+    model = small_cnn((3, 12, 12), 5, CNNOptions(width=4, feature_dim=8))
     assert model.body[0].weight.is_contiguous(memory_format=torch.channels_last)
     x, y = torch.randn(6, 3, 12, 12), torch.arange(6) % 5
     grads = []

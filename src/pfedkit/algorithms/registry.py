@@ -1,21 +1,32 @@
-"""Algorithm registry: configs name a method by string; hyper-parameters are validated here."""
+"""Algorithm registry: configs name a method by string; ``hp.<name>.*`` is validated into the
+method's typed HParams when the config is loaded (the registry declares those sections)."""
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Mapping
 
-from pfedkit.algorithms.base import Algorithm, TrainSettings
-from pfedkit.core.config import build_dataclass
+from pfedkit.algorithms.protocol import Algorithm
+from pfedkit.core.config import TrainSettings, build_dataclass, register_sections
 from pfedkit.core.errors import ConfigError
 from pfedkit.models.split import SplitModel
 
-_ALGORITHMS: dict[str, type[Algorithm]] = {}
-
 AlgoClass = type[Algorithm]
+
+_ALGORITHMS: dict[str, AlgoClass] = {}
 
 
 def register_algorithm(cls: AlgoClass) -> AlgoClass:
-    """Class decorator: make ``cls`` available under ``cls.name``."""
+    """Class decorator: make ``cls`` available under ``cls.name``. Its ``key_prefix`` must end
+    with a dot and not overlap another registered method's."""
+    prefix = cls.key_prefix
+    if prefix:
+        if not prefix.endswith("."):
+            raise ValueError(f"{cls.name}: key_prefix {prefix!r} must end with '.'")
+        for other in _ALGORITHMS.values():
+            if other.name != cls.name and other.key_prefix and (
+                    other.key_prefix.startswith(prefix) or prefix.startswith(other.key_prefix)):
+                raise ValueError(f"{cls.name}: key_prefix {prefix!r} overlaps {other.name}'s {other.key_prefix!r}")
     _ALGORITHMS[cls.name] = cls
     return cls
 
@@ -30,8 +41,6 @@ def algorithm_class(name: str) -> AlgoClass:
     """The class registered under ``name`` (ConfigError with the valid names otherwise)."""
     _import_builtin()
     if name not in _ALGORITHMS:
-        import difflib
-
         near = difflib.get_close_matches(name, list(_ALGORITHMS), n=1)
         hint = f"; did you mean {near[0]!r}?" if near else ""
         raise ConfigError(f"unknown algorithm {name!r}{hint} (choose from {', '.join(_ALGORITHMS)})")
@@ -39,23 +48,25 @@ def algorithm_class(name: str) -> AlgoClass:
 
 
 def resolve_hparams(name: str, raw: Mapping[str, Any] | None) -> Any:
-    """Validated HParams dataclass of algorithm ``name`` from the ``hp.<name>`` mapping."""
+    """Algorithm ``name``'s HParams from a plain mapping (for scripts; configs arrive typed)."""
     return build_dataclass(algorithm_class(name).HParams, raw or {}, f"hp.{name}.")
 
 
-def validate_all_hparams(hp: Mapping[str, Mapping[str, Any]]) -> None:
-    """Check every ``hp.<algo>`` section up front, so a typo fails before any work."""
-    for name, raw in hp.items():
-        resolve_hparams(name, raw)
+def build_algorithm(name: str, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int,
+                    seed: int = 0) -> Algorithm:
+    """Instantiate the named algorithm around ``model`` (the workspace model); ``hp`` is its
+    typed HParams (None: the defaults)."""
+    cls = algorithm_class(name)
+    return cls(model, cls.HParams() if hp is None else hp, train, num_classes, seed)
 
 
-def build_algorithm(
-    name: str, model: SplitModel, hp_raw: Mapping[str, Any] | None, train: TrainSettings, num_classes: int,
-    seed: int = 0,
-) -> Algorithm:
-    """Instantiate the named algorithm around ``model`` (the workspace model)."""
-    return algorithm_class(name)(model, resolve_hparams(name, hp_raw), train, num_classes, seed)
+def _hparams_by_name() -> dict[str, type]:
+    _import_builtin()
+    return {name: cls.HParams for name, cls in _ALGORITHMS.items()}
 
 
 def _import_builtin() -> None:
-    import pfedkit.algorithms.builtin  # noqa: F401  (registers the built-in algorithms)
+    import pfedkit.algorithms.methods  # noqa: F401  (registers the built-in algorithms)
+
+
+register_sections("algorithm", _hparams_by_name)

@@ -24,14 +24,14 @@ from pfedkit.core.errors import ConfigError
 BENCH = "gm"
 
 COMMON = (
-    "data.num_clients=20", "model.width=16", "model.feature_dim=64",
+    "data.num_clients=20", "model.cnn.width=16", "model.cnn.feature_dim=64",
     "train.rounds=10", "train.local_epochs=1", "train.batch_size=32",
     "train.lr=0.05", "train.momentum=0.9", "eval_every=2", "partition.min_size=10",
 )
 """CPU scale, shared by every setting (each setting's own overrides come after and win)."""
 
 GPU = (
-    "data.max_samples=0", "model.width=32", "model.feature_dim=128", "train.rounds=100",
+    "data.max_samples=0", "model.cnn.width=32", "model.cnn.feature_dim=128", "train.rounds=100",
     "train.local_epochs=2", "eval_every=5", "device=auto",
 )
 """Appended at ``--scale gpu``: full data, a wider CNN, more rounds."""

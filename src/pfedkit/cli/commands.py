@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfedkit.algorithms.registry import algorithm_class, algorithm_names, validate_all_hparams
+from pfedkit.algorithms.registry import algorithm_class, algorithm_names
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
@@ -20,10 +20,9 @@ from pfedkit.engines.tuning import tune_learning_rates
 
 
 def load_validated(args: argparse.Namespace) -> RunConfig:
-    """Config + overrides, with every algorithm and hyper-parameter section checked."""
+    """Config + overrides, validated (hyper-parameter sections included) and the algorithm known."""
     cfg = load_config(args.config, args.overrides)
     algorithm_class(cfg.algorithm)
-    validate_all_hparams(cfg.hp)
     return cfg
 
 

@@ -3,6 +3,12 @@
 Every field carries its allowed range or choices in its metadata; ``build_dataclass`` turns a
 nested mapping into the dataclasses and raises a one-line :class:`ConfigError` for an unknown
 key (with the nearest valid key), a wrong type, or a value outside its range.
+
+Lists that belong to a higher layer (partition schemes, optimizers) and per-name sections
+(``hp.<algorithm>.*``, ``model.<model>.*``) are not repeated here: their registries declare them
+with `register_choices` and `register_sections` when imported (``import pfedkit`` imports them
+all), and validation reads them from there. A section is validated once, into its typed
+dataclass, and kept typed in the resolved config.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
@@ -22,11 +28,49 @@ from pfedkit.core.errors import ConfigError
 
 T = TypeVar("T")
 
+_CHOICES: dict[str, Callable[[], Sequence[str]]] = {}
+_SECTIONS: dict[str, Callable[[], Mapping[str, type]]] = {}
+
+
+def register_choices(group: str, names: Callable[[], Sequence[str]]) -> None:
+    """Declare the allowed values of every field whose ``param(choices_of=group)`` names ``group``;
+    ``names()`` is read at validation time, so it reflects the registry as it is then."""
+    _CHOICES[group] = names
+
+
+def register_sections(group: str, classes: Callable[[], Mapping[str, type]]) -> None:
+    """Declare the typed sections of ``group``: ``classes()`` maps a section name (an algorithm,
+    a model) to the dataclass its keys are validated into."""
+    _SECTIONS[group] = classes
+
+
+def choices_of(group: str) -> tuple[str, ...]:
+    """The registered values of ``group`` (RuntimeError if no registry declared it)."""
+    if group not in _CHOICES:
+        raise RuntimeError(f"no registry declared the choices {group!r}; import pfedkit first")
+    return tuple(_CHOICES[group]())
+
+
+def sections_of(group: str) -> Mapping[str, type]:
+    """The registered section dataclasses of ``group`` by name."""
+    if group not in _SECTIONS:
+        raise RuntimeError(f"no registry declared the sections {group!r}; import pfedkit first")
+    return _SECTIONS[group]()
+
 
 def param(default: Any, *, lo: float | None = None, hi: float | None = None,
-          lo_open: bool = False, choices: tuple[Any, ...] | None = None, doc: str = "") -> Any:
-    """A dataclass field with its allowed range ``[lo, hi]`` (``(lo, hi]`` if lo_open) or choices."""
-    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "doc": doc}
+          lo_open: bool = False, choices: tuple[Any, ...] | None = None, choices_from: str | None = None,
+          sections: str | None = None, inline: bool = False, doc: str = "") -> Any:
+    """A dataclass field with its allowed range ``[lo, hi]`` (``(lo, hi]`` if lo_open) or choices.
+
+    ``choices_from`` names a registered choice group (`register_choices`) instead of a fixed
+    tuple. ``sections`` (for a ``dict`` field) names a registered section group
+    (`register_sections`): each key of the mapping must be a section name and its value is
+    validated into that section's dataclass. An ``inline`` sections field takes the sections
+    written directly in its dataclass's mapping (``model.cnn.width``, not ``model.options.cnn``).
+    """
+    meta = {"lo": lo, "hi": hi, "lo_open": lo_open, "choices": choices, "choices_from": choices_from,
+            "sections": sections, "inline": inline, "doc": doc}
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -53,8 +97,7 @@ class DataConfig:
 class PartitionConfig:
     """How the pool is split among clients (see pfedkit.data.partition)."""
 
-    scheme: str = param("dirichlet", choices=("iid", "dirichlet", "pathological", "shards", "quantity",
-                                               "domain", "domain-dirichlet"))
+    scheme: str = param("dirichlet", choices_from="partition.scheme")
     alpha: float = param(0.3, lo=0.0, hi=1e6, lo_open=True, doc="Dirichlet label concentration")
     classes_per_client: int = param(2, lo=1, hi=100_000)
     shards_per_client: int = param(2, lo=1, hi=100_000)
@@ -68,23 +111,30 @@ class PartitionConfig:
 
 @dataclass
 class ModelConfig:
-    """Backbone choice; the head/body split comes from the model."""
+    """Which model, and per-model options as ``model.<name>.*`` (e.g. ``model.cnn.width``).
 
-    name: str = param("cnn")
-    width: int = param(32, lo=1, hi=4096)
-    feature_dim: int = param(128, lo=2, hi=8192)
-    norm: str = param("none", choices=("none", "batch"))
+    ``options`` holds the validated options dataclass of every model section given; a model
+    without a section runs with its defaults (`options_for`).
+    """
+
+    name: str = param("cnn", choices_from="model")
+    options: dict[str, Any] = param({}, sections="model", inline=True, doc="model.<name>.<option>")
+
+    def options_for(self, name: str) -> Any:
+        """The typed options of model ``name``: as configured, else its defaults."""
+        return self.options.get(name) or sections_of("model")[name]()
 
 
 @dataclass
-class TrainConfig:
-    """Rounds, participation and the local optimiser."""
+class TrainSettings:
+    """Rounds, participation and the local optimiser (``train.*``); algorithms read the local
+    optimisation fields, engines the rest."""
 
     rounds: int = param(20, lo=1, hi=100_000)
     client_fraction: float = param(1.0, lo=0.0, hi=1.0, lo_open=True)
     local_epochs: int = param(1, lo=1, hi=1000)
     batch_size: int = param(32, lo=1, hi=1_000_000)
-    optimizer: str = param("sgd", choices=("sgd", "adam"))
+    optimizer: str = param("sgd", choices_from="optimizer")
     lr: float = param(0.05, lo=0.0, hi=10.0, lo_open=True)
     momentum: float = param(0.0, lo=0.0, hi=0.999)
     weight_decay: float = param(0.0, lo=0.0, hi=1.0)
@@ -105,8 +155,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    hp: dict[str, dict[str, Any]] = param({}, doc="per-algorithm hyper-parameters, e.g. hp.fedprox.mu")
+    train: TrainSettings = field(default_factory=TrainSettings)
+    hp: dict[str, Any] = param({}, sections="algorithm", doc="per-algorithm hyper-parameters, e.g. hp.fedprox.mu")
+
+    def hparams(self, algorithm: str | None = None) -> Any:
+        """The typed hyper-parameters of ``algorithm`` (default: this run's): as configured,
+        else the algorithm's defaults."""
+        name = self.algorithm if algorithm is None else algorithm
+        return self.hp.get(name) or sections_of("algorithm")[name]()
 
 
 def build_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = "") -> T:
@@ -116,6 +172,10 @@ def build_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = ""
         raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
+    inline = next((f for f in fields.values() if f.metadata.get("inline")), None)
+    if inline is not None:  # every key that is not a field is one of the inline sections
+        data.pop(inline.name, None)
+        data[inline.name] = {k: data.pop(k) for k in list(data) if k not in fields}
     for key in data:
         if key not in fields:
             raise ConfigError(_unknown_key_message(f"{path}{key}", key, [f"{path}{k}" for k in fields]))
@@ -123,13 +183,25 @@ def build_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = ""
     for name, f in fields.items():
         if name not in data:
             continue
-        kwargs[name] = _coerce(hints[name], data[name], f"{path}{name}", f.metadata)
+        where = path.rstrip(".") if f.metadata.get("inline") else f"{path}{name}"
+        kwargs[name] = _coerce(hints[name], data[name], where, f.metadata)
     return cls(**kwargs)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict of a config dataclass (YAML-serialisable)."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of a config dataclass (YAML-serialisable, loadable by `load_config`)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            value = to_dict(value)
+        elif isinstance(value, dict):
+            value = {k: to_dict(v) if dataclasses.is_dataclass(v) else v for k, v in value.items()}
+        if f.metadata.get("inline"):
+            out.update(value)
+        else:
+            out[f.name] = value
+    return out
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
@@ -174,6 +246,12 @@ def all_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
     keys = []
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
+        group = f.metadata.get("sections")
+        if group:
+            base = prefix if f.metadata.get("inline") else prefix + f.name + "."
+            for name, section in (sections_of(group) if group in _SECTIONS else {}).items():
+                keys += all_keys(section, f"{base}{name}.")
+            continue
         keys.append(prefix + f.name)
         if dataclasses.is_dataclass(hints[f.name]):
             keys += all_keys(hints[f.name], prefix + f.name + ".")
@@ -201,6 +279,8 @@ def _coerce(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{path} must be a mapping, got {value!r}")
+        if meta.get("sections"):
+            return _sections(meta["sections"], value, path)
         return {str(k): (dict(v) if isinstance(v, dict) else v) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
@@ -225,11 +305,26 @@ def _coerce(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
     return value
 
 
+def _sections(group: str, value: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """``{name: section dataclass}`` of a sections field, each validated under ``path.name.``."""
+    classes = sections_of(group)
+    out: dict[str, Any] = {}
+    for name, raw in value.items():
+        name = str(name)
+        if name not in classes:
+            candidates = [f"{path}.{c}" for c in classes]
+            raise ConfigError(_unknown_key_message(f"{path}.{name}", name, candidates))
+        out[name] = raw if isinstance(raw, classes[name]) else build_dataclass(classes[name], raw, f"{path}.{name}.")
+    return out
+
+
 def check_range(path: str, value: Any, meta: Mapping[str, Any], shown: Any = None) -> None:
     """Raise ConfigError naming key, value (as the user wrote it: ``shown``) and the allowed
     range or choices if ``value`` violates them."""
     shown = value if shown is None else shown
     choices = meta.get("choices")
+    if meta.get("choices_from"):
+        choices = choices_of(meta["choices_from"])
     if choices is not None and value not in choices:
         raise ConfigError(f"{path}={shown!r} is not allowed; choose one of {', '.join(map(str, choices))}")
     lo, hi, lo_open = meta.get("lo"), meta.get("hi"), meta.get("lo_open", False)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import torch
 
-from pfedkit.algorithms.base import TrainSettings
 from pfedkit.algorithms.registry import build_algorithm
 from pfedkit.core.config import RunConfig, to_dict
 from pfedkit.core.seeding import derive_seed
@@ -17,18 +16,13 @@ from pfedkit.models import build_model
 from pfedkit.models.split import SplitModel
 
 
-def train_settings(cfg: RunConfig) -> TrainSettings:
-    t = cfg.train
-    return TrainSettings(t.local_epochs, t.batch_size, t.optimizer, t.lr, t.momentum, t.weight_decay)
-
-
 def seeded_model(cfg: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
     """The configured model with weights drawn from a generator seeded by ``cfg.seed`` only,
     so every algorithm of a comparison starts from the same weights (global RNG untouched)."""
     m = cfg.model
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(cfg.seed, 0xD0DE))
-        return build_model(m.name, input_shape, num_classes, width=m.width, feature_dim=m.feature_dim, norm=m.norm)
+        return build_model(m.name, input_shape, num_classes, m.options_for(m.name))
 
 
 def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: Path | None = None,
@@ -39,7 +33,7 @@ def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: P
         torch.set_num_threads(cfg.threads)
     fed = fed or build_federated_data(cfg.data, cfg.partition, cfg.seed)
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
-    algo = build_algorithm(cfg.algorithm, model, cfg.hp.get(cfg.algorithm), train_settings(cfg), fed.num_classes,
+    algo = build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, fed.num_classes,
                            cfg.seed)
     settings = SimulationSettings(cfg.seed, cfg.train.rounds, cfg.train.client_fraction, cfg.eval_every,
                                   cfg.checkpoint_every, cfg.device)

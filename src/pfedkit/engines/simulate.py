@@ -15,11 +15,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext
-from pfedkit.algorithms.evaluation import evaluate_client
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.core.payload import Payload, clone_payload, payload_nbytes
 from pfedkit.core.seeding import numpy_generator, torch_generator
 from pfedkit.data.client_data import ClientData
+from pfedkit.engines.evaluation import evaluate_client
 from pfedkit.engines.progress import Progress
 from pfedkit.engines.report import Record, run_summary, split_summary
 
@@ -132,7 +132,7 @@ class Simulator:
         updates: list[ClientUpdate] = []
         bytes_down = 0
         for k in sampled:
-            ctx = RoundContext(r, torch_generator(self.s.seed, r, k), self.device)
+            ctx = RoundContext(r, k, torch_generator(self.s.seed, r, k), self.device)
             message = self.algo.for_client(bcast, k)
             bytes_down += payload_nbytes(message)
             update = self.algo.local_update(message, states[k], self.clients[k], ctx)
@@ -155,7 +155,7 @@ class Simulator:
         bcast = self.algo.broadcast(server, r)
         ev: dict[str, list[int]] = {"val_correct": [], "val_n": [], "test_correct": [], "test_n": []}
         for c in self.clients:
-            ctx = RoundContext(r, torch_generator(self.s.seed, r, c.client_id, 0xE7A1), self.device)
+            ctx = RoundContext(r, c.client_id, torch_generator(self.s.seed, r, c.client_id, 0xE7A1), self.device)
             res = evaluate_client(self.algo, self.algo.for_client(bcast, c.client_id), states[c.client_id], c, ctx)
             for key in ev:
                 ev[key].append(res[key])

@@ -8,29 +8,37 @@ on a quarter of the elements.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
+from pfedkit.core.config import param
 from pfedkit.models.registry import register_model
 from pfedkit.models.split import SplitModel
 
 
-@register_model("cnn")
-def small_cnn(
-    input_shape: tuple[int, int, int], num_classes: int, width: int = 32, feature_dim: int = 128,
-    norm: str = "none",
-) -> SplitModel:
+@dataclass
+class CNNOptions:
+    """``model.cnn.*``."""
+
+    width: int = param(32, lo=1, hi=4096, doc="channels of the first conv block (the second has 2x)")
+    feature_dim: int = param(128, lo=2, hi=8192, doc="size of the feature vector the body outputs")
+    norm: str = param("none", choices=("none", "batch"), doc="BatchNorm after each conv (for FedBN)")
+
+
+@register_model("cnn", CNNOptions)
+def small_cnn(input_shape: tuple[int, int, int], num_classes: int, options: CNNOptions) -> SplitModel:
     """Two 3x3 conv blocks (width, 2*width channels, each followed by 2x2 max-pool) + an FC layer.
 
     Args:
         input_shape: (C, H, W) of one image; H and W must be at least 4.
         num_classes: number of output classes.
-        width: channels of the first conv block.
-        feature_dim: size of the feature vector the body outputs.
-        norm: ``"none"`` or ``"batch"`` (BatchNorm after each conv, for FedBN).
+        options: width, feature_dim, norm (``"none"`` or ``"batch"``).
     Returns:
         SplitModel whose body gives (B, feature_dim) features and head a linear classifier.
     """
+    width, feature_dim, norm = options.width, options.feature_dim, options.norm
     c, h, w = input_shape
     if min(h, w) < 4:
         raise ValueError(f"cnn needs images of at least 4x4, got {h}x{w}")

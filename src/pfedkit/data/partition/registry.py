@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pfedkit.core.config import register_choices
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.partition.base import Partition
 from pfedkit.data.partition.corruption_assign import assign_corruptions
@@ -23,6 +24,8 @@ SCHEMES: tuple[str, ...] = (
     "domain-dirichlet",
 )
 """Names accepted by ``partition.scheme``."""
+
+register_choices("partition.scheme", lambda: SCHEMES)
 
 _DOMAIN_SCHEMES = ("domain", "domain-dirichlet")
 

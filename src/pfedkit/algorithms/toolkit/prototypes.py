@@ -14,12 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pfedkit.algorithms.training import features_in_batches
+from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.models.split import SplitModel
 
-MEANS = "proto.means"
-COUNTS = "proto.counts"
-AVAILABLE = "proto.available"
+PREFIX = "proto."
+"""Key prefix of the prototype entries; a method that uses them lists it in ``shared_prefixes``."""
+MEANS = PREFIX + "means"
+COUNTS = PREFIX + "counts"
+AVAILABLE = PREFIX + "available"
 
 
 def class_prototypes(z: Tensor, y: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:

@@ -10,22 +10,19 @@ client i's test error (bias of borrowing other clients' heads + variance of few 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from pfedkit.algorithms import prototypes as P
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
-from pfedkit.algorithms.partial_sharing import parameters_named
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import features_in_batches, train_epochs
+from pfedkit.algorithms.toolkit import prototypes as P
+from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.training import features_in_batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload, weighted_average
 from pfedkit.data.client_data import ClientData
-from pfedkit.models.split import SplitModel
 
 VAR = "pac.var"
-CLIENT = "pac.client"
 COMBINED = "pac.head."  # server/broadcast keys: "pac.head.<client id>.<head state_dict key>"
 
 
@@ -41,14 +38,14 @@ class FedPACHParams:
 
 
 @register_algorithm
-class FedPAC(Algorithm):
+class FedPAC(Algorithm[FedPACHParams]):
     """FedPAC.
 
     Shared: the body (every ``body.*`` tensor), sample-weighted averaged, and global class
     prototypes. Personal: the head (``head.*``), whose copy after training travels to the server
     for the classifier collaboration. Upload: body tensors, head tensors, ``proto.means`` (C, d),
-    ``proto.counts`` (C,), ``pac.var`` (1,) (the variance statistic V_i) and ``pac.client`` (1,)
-    (the sender's id: the protocol's ``aggregate`` does not say who sent an update).
+    ``proto.counts`` (C,), ``pac.var`` (1,) (the variance statistic V_i) (the sender's id travels as
+    ``ClientUpdate.client_id``).
     Server state: body, ``proto.means``, ``proto.available`` and, for every client the server has
     recombined a head for, ``pac.head.<id>.<head key>``. Client i receives (``for_client``) the
     body, the prototypes and only its own ``pac.head.<i>.*``.
@@ -71,14 +68,14 @@ class FedPAC(Algorithm):
     """
 
     name = "fedpac"
+    key_prefix = "pac."
+    shared_prefixes = (P.PREFIX,)
     paper = ("Xu, Tong, Huang, Personalized Federated Learning with Feature Alignment and Classifier "
              "Collaboration, ICLR 2023")
-    HParams = FedPACHParams
     shares = "body (averaged), class prototypes, head + variance statistic (for the server-side head combination)"
     keeps = "head (replaced by the server's convex combination of heads)"
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self.head_keys = self.keys("head")
         self.body_keys = self.keys("body")
         self._initial_head = self.snapshot(self.head_keys)
@@ -100,7 +97,7 @@ class FedPAC(Algorithm):
         variances = torch.cat([u[VAR].double().reshape(1) for u in ups])
         alpha = head_combination_weights(variances, hrefs, self.hp.weight_eps, self.hp.qp_iters)
         for i, u in enumerate(ups):
-            cid = int(u[CLIENT])
+            cid = updates[i].client_id
             for key in self.head_keys:
                 stacked = torch.stack([v[key] for v in ups])
                 if stacked.is_floating_point():
@@ -127,7 +124,7 @@ class FedPAC(Algorithm):
         self.load({k[len(prefix):]: v for k, v in broadcast.items() if k.startswith(prefix)})
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
-        self._load_personal(broadcast, state, data.client_id)
+        self._load_personal(broadcast, state, ctx.client_id)
         model, lam = self.model, self.hp.lam
         metrics: dict[str, float] = {}
         if self.hp.head_epochs > 0:
@@ -147,12 +144,11 @@ class FedPAC(Algorithm):
         var = feature_variance(z, data.y_train, self.num_classes)
         upload = {**self.snapshot(self.body_keys), **self.snapshot(self.head_keys),
                   P.MEANS: means, P.COUNTS: counts,
-                  VAR: torch.tensor([var], dtype=torch.float32),
-                  CLIENT: torch.tensor([data.client_id], dtype=torch.int64)}
+                  VAR: torch.tensor([var], dtype=torch.float32)}
         return ClientUpdate(upload=upload, weight=data.num_train, state=self.snapshot(self.head_keys), metrics=metrics)
 
     def personal_predictor(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> Predictor:
-        self._load_personal(broadcast, state, data.client_id)
+        self._load_personal(broadcast, state, ctx.client_id)
         self.model.eval()
         return self.model
 

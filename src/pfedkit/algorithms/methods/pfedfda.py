@@ -16,23 +16,22 @@ with Bayes' rule ``p(y=c|z) ∝ pi_c N(z; mu_i,c, Sigma_i)``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
-from pfedkit.algorithms.partial_sharing import parameters_named
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import features_in_batches, train_epochs
+from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.training import features_in_batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, weighted_average
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
-from pfedkit.stats.fusion import interpolate
 from pfedkit.stats.folds import cv_splits
+from pfedkit.stats.fusion import interpolate
 from pfedkit.stats.gaussian_head import GaussianHead
 from pfedkit.stats.sufficient import STATS_DTYPE, class_stats, shrink, tied_covariance
 
@@ -57,7 +56,7 @@ class PFedFDAHParams:
 
 
 @register_algorithm
-class PFedFDA(Algorithm):
+class PFedFDA(Algorithm[PFedFDAHParams]):
     """pFedFDA.
 
     Shared: the body (``body.*``, sample-weighted average) and the global Gaussian statistics
@@ -92,13 +91,12 @@ class PFedFDA(Algorithm):
     """
 
     name = "pfedfda"
+    key_prefix = "fda."
     paper = "Mclaughlin and Su, Personalized Federated Learning via Feature Distribution Adaptation, NeurIPS 2024"
-    HParams = PFedFDAHParams
     shares = "body + Gaussian statistics (interpolated class means, tied covariance)"
     keeps = "nothing persistent: the Gaussian head is refit from local features each time"
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self.body_keys = self.keys("body")
 
     # ----- server -------------------------------------------------------------------------

@@ -8,14 +8,13 @@ feature of every class it holds; the server averages them into global prototypes
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
-from pfedkit.algorithms import prototypes as P
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit import prototypes as P
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.data.client_data import ClientData
@@ -35,7 +34,7 @@ class FedProtoHParams:
 
 
 @register_algorithm
-class FedProto(Algorithm):
+class FedProto(Algorithm[FedProtoHParams]):
     """FedProto.
 
     Shared: nothing but prototypes. Upload ``proto.means`` (C, d) (mean body feature per class
@@ -57,13 +56,12 @@ class FedProto(Algorithm):
     """
 
     name = "fedproto"
+    shared_prefixes = (P.PREFIX,)
     paper = "Tan et al., FedProto: Federated Prototype Learning across Heterogeneous Clients, AAAI 2022"
-    HParams = FedProtoHParams
     shares = "class prototypes (C x d mean features + C counts); no weights"
     keeps = "the whole model (body and head)"
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self._initial = self.snapshot()
 
     def init_server(self) -> Payload:

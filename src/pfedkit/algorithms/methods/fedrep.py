@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pfedkit.algorithms.base import RoundContext
-from pfedkit.algorithms.partial_sharing import PartialSharing, parameters_named
+from pfedkit.algorithms.protocol import RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.partial_sharing import PartialSharing, parameters_named
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.data.client_data import ClientData
 
@@ -19,7 +19,7 @@ class FedRepHParams:
 
 
 @register_algorithm
-class FedRep(PartialSharing):
+class FedRep(PartialSharing[FedRepHParams]):
     """FedRep (Collins, Hassani, Mokhtari, Shakkottai, "Exploiting Shared Representations for
     Personalized Federated Learning", ICML 2021).
 
@@ -40,7 +40,6 @@ class FedRep(PartialSharing):
     keeps = "head (trained first, body frozen)"
     paper = ("Collins et al., Exploiting Shared Representations for Personalized Federated Learning, "
              "ICML 2021")
-    HParams = FedRepHParams
 
     def personal_keys(self) -> list[str]:
         return self.keys("head")

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pfedkit.algorithms.base import Predictor, RoundContext
-from pfedkit.algorithms.fedavg import FedAvg
+from pfedkit.algorithms.methods.fedavg import FedAvg
+from pfedkit.algorithms.protocol import Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -21,7 +21,7 @@ class FedAvgFTHParams:
 
 
 @register_algorithm
-class FedAvgFT(FedAvg):
+class FedAvgFT(FedAvg[FedAvgFTHParams]):
     """Shared: every parameter. Personal: a fine-tuned copy, rebuilt from the global model at
     every evaluation from the client's training split."""
 
@@ -31,7 +31,6 @@ class FedAvgFT(FedAvg):
 
     keeps = "a copy fine-tuned on the training split before each evaluation"
     paper = "FedAvg followed by local fine-tuning (e.g. Wang et al., arXiv 1910.10252)"
-    HParams = FedAvgFTHParams
 
     def personal_predictor(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> Predictor:
         self.load(broadcast)

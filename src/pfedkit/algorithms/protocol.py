@@ -7,16 +7,26 @@ evaluation. All state that must survive a round lives in payloads (``dict[str, T
 server state and one personal state per client. An engine stores them (and checkpoints them);
 the algorithm object itself holds no per-run state, only its hyper-parameters and a single
 workspace model into which payloads are loaded (no per-client deep copies).
+
+An algorithm is generic in its typed hyper-parameters (``class FedProx(Algorithm[FedProxHParams])``),
+validated once from ``hp.<name>.*`` and kept typed as ``self.hp``. Every payload key it makes
+that is not a workspace-model ``state_dict`` key starts with its declared ``key_prefix`` (or a
+prefix of toolkit machinery it declares in ``shared_prefixes``); the base class checks this on
+every payload ``init_server``, ``init_client``, ``local_update`` and ``aggregate`` return, and
+stamps each ``ClientUpdate`` with its sender's id.
 """
 
 from __future__ import annotations
 
+import functools
+import typing
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import torch
 
+from pfedkit.core.config import TrainSettings
 from pfedkit.core.payload import Payload, clone_payload, weighted_average
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
@@ -24,28 +34,23 @@ from pfedkit.models.split import SplitModel
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, C, H, W) images to (B, num_classes) logits or log-probabilities."""
 
+H = TypeVar("H")
+"""An algorithm's hyper-parameter dataclass."""
 
-@dataclass(frozen=True)
-class TrainSettings:
-    """Local optimisation settings shared by every algorithm (from ``train.*`` in the config)."""
-
-    local_epochs: int = 1
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.0
-    weight_decay: float = 0.0
+__all__ = ["Algorithm", "ClientUpdate", "NoHParams", "Predictor", "RoundContext", "TrainSettings"]
 
 
 @dataclass
 class RoundContext:
-    """What a client step may use besides its data: the round, its own RNG and the device.
+    """What a client step may use besides its data: the round, the client's id, its own RNG and
+    the device.
 
     ``generator`` is seeded from (run seed, round, client id), so a round replays identically.
     Round 0 is the optional warm-up round (see ``Algorithm.warmup_round``).
     """
 
     round: int
+    client_id: int
     generator: torch.Generator
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
 
@@ -63,6 +68,8 @@ class ClientUpdate:
     weight: float
     state: Payload
     metrics: dict[str, float] = field(default_factory=dict)
+    client_id: int = -1
+    """Set by the base class from the round context: who sent this update."""
 
 
 @dataclass
@@ -70,34 +77,73 @@ class NoHParams:
     """Hyper-parameters of an algorithm that has none."""
 
 
-class Algorithm(ABC):
+_CHECKED_HOOKS = ("init_server", "init_client", "local_update", "aggregate")
+
+
+class Algorithm(ABC, Generic[H]):
     """Base class of every federated method.
 
-    Subclasses set ``name``, ``HParams`` (a dataclass whose fields use ``pfedkit.core.config.param``
-    for ranges) and implement ``local_update``; the defaults implement FedAvg-style sharing of the
-    whole model. ``paper`` names the reference.
+    Subclasses set ``name`` and, when they have hyper-parameters, name their dataclass as the
+    type argument (``Algorithm[MyHParams]``; fields use ``pfedkit.core.config.param`` for ranges),
+    then implement ``local_update``; the defaults implement FedAvg-style sharing of the whole
+    model. Per-run constants (key lists, helper modules) go in ``setup``. ``paper`` names the
+    reference; ``key_prefix`` (e.g. ``"gm."``) the namespace of the method's own payload keys.
     """
 
     name: ClassVar[str]
+    key_prefix: ClassVar[str] = ""
+    """Every payload key of this method that is not a model ``state_dict`` key starts with it
+    ("" = the method uses model keys only). Registered prefixes are unique."""
+    shared_prefixes: ClassVar[tuple[str, ...]] = ()
+    """Key prefixes of toolkit machinery this method uses (e.g. prototypes' ``"proto."``)."""
     paper: ClassVar[str] = ""
     shares: ClassVar[str] = "the whole model"
     """One line for the methods table: what is uploaded and aggregated."""
     keeps: ClassVar[str] = "nothing"
     """One line for the methods table: what stays personal on the client."""
     HParams: ClassVar[type] = NoHParams
+    """The hyper-parameter dataclass, taken from the type argument ``Algorithm[HParams]``."""
     warmup_round: ClassVar[bool] = False
     """If True the engine runs a round 0 (all training clients, no aggregation weight semantics
     imposed) before round 1, e.g. to collect statistics before any training."""
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        """``seed`` is the run seed, for server-side randomness (e.g. sampling from a generator):
-        derive generators from (seed, round) with ``pfedkit.core.seeding`` so a resumed run
-        replays identically."""
+    def __init__(self, model: SplitModel, hp: H, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
+        """``hp`` is an instance of ``HParams``. ``seed`` is the run seed, for server-side
+        randomness (e.g. sampling from a generator): derive generators from (seed, round) with
+        ``pfedkit.core.seeding`` so a resumed run replays identically. Ends by calling `setup`."""
+        if not isinstance(hp, self.HParams):
+            raise TypeError(f"{self.name}: hp must be a {self.HParams.__name__}, got {type(hp).__name__}")
         self.model = model
         self.seed = seed
-        self.hp = hp
+        self.hp: H = hp
         self.train = train
         self.num_classes = num_classes
+        self._model_keys = frozenset(model.state_dict())
+        self._own_prefixes = ((self.key_prefix,) if self.key_prefix else ()) + tuple(self.shared_prefixes)
+        self.setup()
+
+    def setup(self) -> None:
+        """Hook: derive per-run constants from the workspace model and ``self.hp`` (key lists,
+        initial copies, helper modules). Runs once, at the end of construction."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in getattr(cls, "__orig_bases__", ()):
+            args = typing.get_args(base)
+            if args and isinstance(args[0], type):
+                cls.HParams = args[0]
+        for hook in _CHECKED_HOOKS:
+            if hook in cls.__dict__:
+                setattr(cls, hook, _checked(cls.__dict__[hook], hook))
+
+    def check_keys(self, payload: Payload, where: str) -> None:
+        """ValueError naming the first key of ``payload`` that is neither a model key nor under
+        one of this method's prefixes."""
+        for key in payload:
+            if key not in self._model_keys and not key.startswith(self._own_prefixes or ("\0",)):
+                allowed = " or ".join(repr(p) for p in self._own_prefixes) or "none (model keys only)"
+                raise ValueError(f"{self.name}.{where}: payload key {key!r} is not a model key and not under "
+                                 f"the method's prefix ({allowed})")
 
     # ----- server side -------------------------------------------------------------------
     def init_server(self) -> Payload:
@@ -166,3 +212,23 @@ class Algorithm(ABC):
     def keys(self, part: str) -> list[str]:
         """state_dict keys of ``"body"`` or ``"head"``."""
         return self.model.part_names(part)
+
+
+def _checked(method: Callable[..., Any], hook: str) -> Callable[..., Any]:
+    """``method`` whose returned payloads pass `Algorithm.check_keys`; a ``local_update`` result
+    is also stamped with the client id of its round context."""
+
+    @functools.wraps(method)
+    def run(self: Algorithm, *args: Any, **kwargs: Any) -> Any:
+        out = method(self, *args, **kwargs)
+        if isinstance(out, ClientUpdate):
+            self.check_keys(out.upload, f"{hook} upload")
+            self.check_keys(out.state, f"{hook} state")
+            ctx = kwargs.get("ctx", args[-1] if args else None)
+            if isinstance(ctx, RoundContext):
+                out.client_id = ctx.client_id
+        else:
+            self.check_keys(out, hook)
+        return out
+
+    return run

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -23,7 +23,7 @@ class DittoHParams:
 
 
 @register_algorithm
-class Ditto(Algorithm):
+class Ditto(Algorithm[DittoHParams]):
     """Ditto (Li, Hu, Beirami, Smith, "Ditto: Fair and Robust Federated Learning Through
     Personalization", ICML 2021).
 
@@ -44,7 +44,6 @@ class Ditto(Algorithm):
 
     keeps = "a whole personal model pulled to the global one by lambda"
     paper = "Li, Hu, Beirami, Smith, Ditto: Fair and Robust Federated Learning Through Personalization, ICML 2021"
-    HParams = DittoHParams
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         # Personal model first: v <- v - lr * grad(CE(v) + lam/2 ||v - w^t||^2).

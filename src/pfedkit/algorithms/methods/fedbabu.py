@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext
-from pfedkit.algorithms.partial_sharing import parameters_named
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -24,7 +24,7 @@ class FedBABUHParams:
 
 
 @register_algorithm
-class FedBABU(Algorithm):
+class FedBABU(Algorithm[FedBABUHParams]):
     """FedBABU (Oh, Kim, Yun, "FedBABU: Toward Enhanced Representation for Federated Image
     Classification", ICLR 2022).
 
@@ -44,7 +44,6 @@ class FedBABU(Algorithm):
 
     keeps = "a copy fine-tuned before each evaluation"
     paper = "Oh, Kim, Yun, FedBABU: Toward Enhanced Representation for Federated Image Classification, ICLR 2022"
-    HParams = FedBABUHParams
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)

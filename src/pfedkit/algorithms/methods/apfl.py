@@ -10,15 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
 
-LOCAL = "local."
-"""Prefix of the local model's tensors in a client's state (``local.body.0.weight``, ...)."""
+LOCAL = "apfl.local."
+"""Prefix of the local model's tensors in a client's state (``apfl.local.body.0.weight``, ...)."""
 ALPHA = "apfl.alpha"
 """Key of the client's mixing weight, a () float tensor in [0, 1]."""
 
@@ -31,7 +31,7 @@ class APFLHParams:
 
 
 @register_algorithm
-class APFL(Algorithm):
+class APFL(Algorithm[APFLHParams]):
     """APFL (Deng, Kamani, Mahdavi, "Adaptive Personalized Federated Learning", arXiv:2003.13461,
     2020).
 
@@ -47,12 +47,12 @@ class APFL(Algorithm):
     """
 
     name = "apfl"
+    key_prefix = "apfl."
 
     shares = "the whole global model"
 
     keeps = "a local model and the mixing weight alpha"
     paper = "Deng, Kamani, Mahdavi, Adaptive Personalized Federated Learning, arXiv:2003.13461, 2020"
-    HParams = APFLHParams
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)

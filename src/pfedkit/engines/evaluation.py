@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from pfedkit.algorithms.base import Algorithm, RoundContext
-from pfedkit.algorithms.training import predict_in_batches
+from pfedkit.algorithms.protocol import Algorithm, RoundContext
+from pfedkit.algorithms.toolkit.training import predict_in_batches
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, NoHParams, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
 
 
 @register_algorithm
-class Local(Algorithm):
+class Local(Algorithm[NoHParams]):
     """Each client keeps the whole model as personal state, trained only on its own data."""
 
     name = "local"

@@ -12,15 +12,14 @@ plus an L2 pull to the frozen received embeddings), ``f_P`` feeds the personal h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload, weighted_average
 from pfedkit.core.seeding import derive_seed
@@ -75,7 +74,7 @@ def angle_softmax_loss(f: torch.Tensor, y: torch.Tensor, embeddings: torch.Tenso
 
 
 @register_algorithm
-class GPFL(Algorithm):
+class GPFL(Algorithm[GPFLHParams]):
     """GPFL.
 
     Shared (uploaded, sample-weighted averaged): the body (``body.*``), the GCE table
@@ -96,18 +95,17 @@ class GPFL(Algorithm):
     """
 
     name = "gpfl"
+    key_prefix = "gpfl."
     paper = ("Zhang et al., GPFL: Simultaneously Learning Global and Personalized Feature Information for "
              "Personalized Federated Learning, ICCV 2023")
-    HParams = GPFLHParams
     shares = "body, GCE category embeddings, CoV"
     keeps = "head (reads the personalized feature)"
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
-        d = model.feature_dim
+    def setup(self) -> None:
+        d = self.model.feature_dim
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(seed, 0x6F71))
-            self.extra = nn.ModuleDict({"gce": nn.Embedding(num_classes, d), "cov": ConditionalValve(d)})
+            torch.manual_seed(derive_seed(self.seed, 0x6F71))
+            self.extra = nn.ModuleDict({"gce": nn.Embedding(self.num_classes, d), "cov": ConditionalValve(d)})
         self._extra_refs = {PREFIX + k: v for k, v in self.extra.state_dict(keep_vars=False).items()}
         self.head_keys = self.keys("head")
         self.body_keys = self.keys("body")

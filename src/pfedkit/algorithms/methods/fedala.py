@@ -14,19 +14,17 @@ usual local training starts from theta_hat.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import batches, train_epochs
+from pfedkit.algorithms.toolkit.training import batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
-from pfedkit.models.split import SplitModel
 
 WEIGHT = "ala.w."  # state keys "ala.w.<state_dict key>": the element-wise weights W
 STARTED = "ala.started"  # state key: 1.0 once the first (run-to-convergence) ALA has happened
@@ -47,7 +45,7 @@ class FedALAHParams:
 
 
 @register_algorithm
-class FedALA(Algorithm):
+class FedALA(Algorithm[FedALAHParams]):
     """FedALA.
 
     Shared: every parameter (the client uploads its whole model after local training; the server
@@ -74,14 +72,13 @@ class FedALA(Algorithm):
     """
 
     name = "fedala"
+    key_prefix = "ala."
     paper = "Zhang et al., FedALA: Adaptive Local Aggregation for Personalized Federated Learning, AAAI 2023"
-    HParams = FedALAHParams
     shares = "the whole model"
     keeps = "local model + element-wise ALA weights of the head"
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
-        params = [n for n, _ in model.named_parameters()]
+    def setup(self) -> None:
+        params = [n for n, _ in self.model.named_parameters()]
         head = [n for n in params if n in set(self.keys("head"))]
         body = [n for n in params if n in set(self.keys("body"))]
         k = self.hp.extra_body_tensors

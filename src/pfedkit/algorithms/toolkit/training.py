@@ -15,21 +15,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfedkit.algorithms.base import TrainSettings
+from pfedkit.core.config import TrainSettings, register_choices
 from pfedkit.models.split import SplitModel
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(x (B, C, H, W), y (B,)) -> scalar loss, computed with the workspace model."""
 
 
+OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], TrainSettings, float], torch.optim.Optimizer]] = {
+    "sgd": lambda params, s, lr: torch.optim.SGD(params, lr=lr, momentum=s.momentum, weight_decay=s.weight_decay),
+    "adam": lambda params, s, lr: torch.optim.Adam(params, lr=lr, weight_decay=s.weight_decay),
+}
+"""``train.optimizer`` names -> ``(params, settings, lr) -> optimizer``."""
+
+register_choices("optimizer", lambda: tuple(OPTIMIZERS))
+
+
 def make_optimizer(params: list[nn.Parameter], settings: TrainSettings, lr: float | None = None) -> torch.optim.Optimizer:
-    """SGD (with momentum / weight decay) or Adam over ``params`` as ``settings`` say."""
-    lr = settings.lr if lr is None else lr
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=settings.weight_decay)
-    raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+    """The ``settings.optimizer`` optimiser (SGD with momentum / weight decay, or Adam) over ``params``."""
+    if settings.optimizer not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {settings.optimizer!r}")
+    return OPTIMIZERS[settings.optimizer](params, settings, settings.lr if lr is None else lr)
 
 
 def batches(n: int, batch_size: int, generator: torch.Generator) -> Iterator[torch.Tensor]:

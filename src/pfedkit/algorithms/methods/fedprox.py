@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -21,7 +21,7 @@ class FedProxHParams:
 
 
 @register_algorithm
-class FedProx(Algorithm):
+class FedProx(Algorithm[FedProxHParams]):
     """Shared: every parameter. Personal: nothing. Local loss = CE + mu/2 ||w - w_global||^2."""
 
     name = "fedprox"
@@ -30,7 +30,6 @@ class FedProx(Algorithm):
 
     keeps = "nothing (evaluates the global model)"
     paper = "Li et al., Federated Optimization in Heterogeneous Networks, MLSys 2020"
-    HParams = FedProxHParams
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)

@@ -5,22 +5,21 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.core.seeding import derive_seed
 from pfedkit.data.client_data import ClientData
-from pfedkit.models.split import SplitModel
 
-PERSONAL = "personal_head."
+PERSONAL = "rod.personal_head."
 """Prefix of the personal head's tensors in a client's state."""
 
 HYPER = "rod.hyper."
@@ -71,7 +70,7 @@ def balanced_softmax_loss(logits: torch.Tensor, y: torch.Tensor, class_counts: t
 
 
 @register_algorithm
-class FedRoD(Algorithm):
+class FedRoD(Algorithm[FedRoDHParams]):
     """FedRoD (Chen, Chao, "On Bridging Generic and Personalized Federated Learning for Image
     Classification", ICLR 2022), both variants: linear personal heads (default) and hypernetwork.
 
@@ -93,21 +92,20 @@ class FedRoD(Algorithm):
     """
 
     name = "fedrod"
+    key_prefix = "rod."
 
     shares = "body + generic head (balanced softmax)"
 
     keeps = "personal head added to the generic logits (hyper: none, the head is generated from the labels)"
     paper = "Chen, Chao, On Bridging Generic and Personalized Federated Learning for Image Classification, ICLR 2022"
-    HParams = FedRoDHParams
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self.hyper: LabelHyperNetwork | None = None
-        if hp.personal == "hyper":
+        if self.hp.personal == "hyper":
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(seed, 0x60D))
-                self.hyper = LabelHyperNetwork(num_classes, model.feature_dim, hp.hyper_hidden)
-        self.personal_head: nn.Module = copy.deepcopy(model.head)  # one extra module, reused by every client
+                torch.manual_seed(derive_seed(self.seed, 0x60D))
+                self.hyper = LabelHyperNetwork(self.num_classes, self.model.feature_dim, self.hp.hyper_hidden)
+        self.personal_head: nn.Module = copy.deepcopy(self.model.head)  # one extra module, reused by every client
         with torch.no_grad():
             last = [m for m in self.personal_head.modules() if list(m.parameters(recurse=False))][-1]
             for p in last.parameters(recurse=False):

@@ -9,15 +9,14 @@ copy of the shared keys and keeps a copy of the personal keys.
 from __future__ import annotations
 
 from abc import abstractmethod
-from typing import Any, Iterable
+from typing import Iterable
 
 from torch import nn
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, RoundContext, TrainSettings
-from pfedkit.algorithms.training import train_epochs
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, H, RoundContext
+from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.data.client_data import ClientData
-from pfedkit.models.split import SplitModel
 
 
 def parameters_named(model: nn.Module, keys: Iterable[str]) -> list[nn.Parameter]:
@@ -27,17 +26,16 @@ def parameters_named(model: nn.Module, keys: Iterable[str]) -> list[nn.Parameter
     return [p for n, p in model.named_parameters() if n in wanted]
 
 
-class PartialSharing(Algorithm):
+class PartialSharing(Algorithm[H]):
     """Base class: ``personal_keys()`` stay local, every other state_dict key is averaged.
 
     Personal keys start, for every client, from the workspace model's values at construction
     (the seeded initial model), however late an engine calls ``init_client``. Subclasses override
-    ``personal_keys`` and, if their local training differs from plain cross-entropy on every
+    ``personal_keys`` (and may extend ``setup``, calling super) and, if their local training differs from plain cross-entropy on every
     parameter, ``train_local``. The two key lists are computed once, at construction.
     """
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self.personal: list[str] = self.personal_keys()
         personal = set(self.personal)
         self.shared: list[str] = [k for k in self._state_refs if k not in personal]

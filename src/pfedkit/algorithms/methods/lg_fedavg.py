@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pfedkit.algorithms.base import ClientUpdate, Predictor, RoundContext
-from pfedkit.algorithms.partial_sharing import PartialSharing
+from pfedkit.algorithms.protocol import ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.partial_sharing import PartialSharing
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -20,7 +20,7 @@ class LGFedAvgHParams:
 
 
 @register_algorithm
-class LGFedAvg(PartialSharing):
+class LGFedAvg(PartialSharing[LGFedAvgHParams]):
     """LG-FedAvg (Liang, Liu, Ziyin, Allen, Auerbach, Brent, Salakhutdinov, Morency, "Think
     Locally, Act Globally: Federated Learning with Local and Global Representations", NeurIPS 2019
     Workshop on Federated Learning; arXiv:2001.01523, 2020).
@@ -45,7 +45,6 @@ class LGFedAvg(PartialSharing):
     keeps = "body"
     paper = ("Liang et al., Think Locally, Act Globally: Federated Learning with Local and Global "
              "Representations, NeurIPS 2019 FL workshop (arXiv:2001.01523)")
-    HParams = LGFedAvgHParams
 
     def personal_keys(self) -> list[str]:
         return self.keys("body")

@@ -81,22 +81,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pfedkit.algorithms.base import Algorithm, ClientUpdate, Predictor, RoundContext, TrainSettings
-from pfedkit.algorithms.partial_sharing import parameters_named
+from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.training import features_in_batches, train_epochs
+from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.training import features_in_batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, weighted_average
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
-from pfedkit.stats.folds import cv_splits
 from pfedkit.stats import (
     STATS_DTYPE,
     ClassStats,
@@ -119,6 +118,7 @@ from pfedkit.stats import (
     shrink,
     tied_covariance,
 )
+from pfedkit.stats.folds import cv_splits
 
 ANCHORS = "gm.nav.anchors"  # (C, d) float32, navigator class anchors m_c
 LOG_SCALE = "gm.nav.log_scale"  # () float32, navigator log-scale s
@@ -422,7 +422,7 @@ def bayes_head(personal: PersonalGaussian, predictive: str, nu0: float) -> Calla
 
 
 @register_algorithm
-class PFedGM(Algorithm):
+class PFedGM(Algorithm[PFedGMHParams]):
     """pFedGM; see the module docstring for the components, payload keys and our readings.
 
     Round 0 (warm-up): clients upload (n_kc, mu_hat_kc, S_k) under the initial body, no training;
@@ -437,19 +437,18 @@ class PFedGM(Algorithm):
     """
 
     name = "pfedgm"
+    key_prefix = "gm."
     shares = ("body and navigator (FedAvg); up: class statistics n_kc, mu_hat_kc, S_k; down: the filtered "
               "Gaussian prior and a virtual-feature bank")
     keeps = "nothing persistent: the Gaussian head is rebuilt from the training split and the broadcast prior"
     paper = "Hu and Ma, Personalized Federated Learning via Gaussian Generative Modeling, arXiv 2603.11620, 2026"
-    HParams = PFedGMHParams
     warmup_round = True
 
-    def __init__(self, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
-        super().__init__(model, hp, train, num_classes, seed)
+    def setup(self) -> None:
         self.body_keys = self.keys("body")
-        self.model_keys = self.body_keys if hp.navigator else self.body_keys + self.keys("head")
-        self.nav_keys = [ANCHORS, LOG_SCALE] if hp.navigator else []
-        self.spread_form = hp.gain_form if hp.spread_form == "auto" else hp.spread_form
+        self.model_keys = self.body_keys if self.hp.navigator else self.body_keys + self.keys("head")
+        self.nav_keys = [ANCHORS, LOG_SCALE] if self.hp.navigator else []
+        self.spread_form = self.hp.gain_form if self.hp.spread_form == "auto" else self.hp.spread_form
 
     # ----- server -------------------------------------------------------------------------
     def init_server(self) -> Payload:

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from pfedkit.algorithms.partial_sharing import PartialSharing
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.partial_sharing import PartialSharing
 from pfedkit.core.config import param
 
 _BATCH_NORMS: tuple[type[nn.Module], ...] = (nn.modules.batchnorm._BatchNorm,)
@@ -30,7 +30,7 @@ def norm_keys(model: nn.Module, kinds: tuple[type[nn.Module], ...]) -> list[str]
 
 
 @register_algorithm
-class FedBN(PartialSharing):
+class FedBN(PartialSharing[FedBNHParams]):
     """FedBN (Li, Jiang, Zhang, Kamp, Dou, "FedBN: Federated Learning on Non-IID Features via Local
     Batch Normalization", ICLR 2021).
 
@@ -41,7 +41,7 @@ class FedBN(PartialSharing):
     Local update: ``train.local_epochs`` epochs of cross-entropy over every parameter.
 
     With a model that has no normalisation layers (e.g. ``cnn`` with ``norm="none"``) there is
-    nothing personal and FedBN is exactly FedAvg; use ``model.norm=batch`` to compare them.
+    nothing personal and FedBN is exactly FedAvg; use ``model.cnn.norm=batch`` to compare them.
     """
 
     name = "fedbn"
@@ -51,7 +51,6 @@ class FedBN(PartialSharing):
     keeps = "normalisation layers (affine + running stats)"
     paper = ("Li et al., FedBN: Federated Learning on Non-IID Features via Local Batch Normalization, "
              "ICLR 2021")
-    HParams = FedBNHParams
 
     def personal_keys(self) -> list[str]:
         kinds = _BATCH_NORMS if self.hp.local_norms == "batch" else _ALL_NORMS

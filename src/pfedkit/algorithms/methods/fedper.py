@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pfedkit.algorithms.partial_sharing import PartialSharing
+from pfedkit.algorithms.protocol import NoHParams
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.partial_sharing import PartialSharing
 
 
 @register_algorithm
-class FedPer(PartialSharing):
+class FedPer(PartialSharing[NoHParams]):
     """FedPer (Arivazhagan, Aggarwal, Singh, Choudhary, "Federated Learning with Personalization
     Layers", arXiv:1912.00818, 2019).
 

@@ -1,0 +1,1 @@
+"""Machinery an algorithm may call: local training loops, class prototypes, partial sharing."""
