@@ -15,7 +15,7 @@ from pathlib import Path
 from pfedkit.algorithms.registry import algorithm_class, algorithm_names
 from pfedkit.core.config import load_config
 from pfedkit.data.setup import build_federated_data
-from pfedkit.engines.experiment import seeded_model, simulate_config
+from pfedkit.runs.experiment import seeded_model, simulate_config
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from pfedkit.core.config import load_config
 from pfedkit.core.errors import DatasetNotFoundError
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.setup import build_federated_data
-from pfedkit.engines.experiment import seeded_model, simulate_config
+from pfedkit.runs.experiment import seeded_model, simulate_config
 
 
 def plain_loop(cfg, fed, rounds: int) -> float:

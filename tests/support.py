@@ -12,8 +12,9 @@ from pfedkit.algorithms.registry import build_algorithm, resolve_hparams
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.setup import FederatedData, build_federated_data
-from pfedkit.engines.experiment import seeded_model
+from pfedkit.engines.callbacks import Callback, EngineState
 from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator
+from pfedkit.runs.experiment import seeded_model
 
 
 def tiny_config(*overrides: str) -> RunConfig:
@@ -53,7 +54,7 @@ def run_sim(name: str, fed: FederatedData | None = None, hp: dict[str, Any] | No
     fed = fed or tiny_fed(cfg)
     algo = make_algorithm(name, fed, hp, cfg)
     settings = SimulationSettings(seed=seed, rounds=rounds, client_fraction=fraction)
-    return Simulator(algo, fed.clients, settings, progress=False).run()
+    return Simulator(algo, fed.clients, settings).run()
 
 
 def ctx(round: int = 1, client: int = 0, seed: int = 0) -> RoundContext:
@@ -72,10 +73,11 @@ def stop_after_round(sim: Simulator, round: int) -> None:
     class Stop(Exception):
         pass
 
-    def stop(record: dict[str, Any]) -> None:
-        if record["round"] == round:
-            raise Stop
+    class StopAt(Callback):
+        def on_round_end(self, record: dict[str, Any], state: EngineState) -> None:
+            if record["round"] == round:
+                raise Stop
 
-    sim.on_round = stop
+    sim.callbacks.append(StopAt())
     with pytest.raises(Stop):
         sim.run()

@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from support import ctx, make_algorithm, run_sim, small_federation
 from torch.func import functional_call
 
 from pfedkit.algorithms.methods.apfl import ALPHA, LOCAL
-from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ import math
 
 import pytest
 import torch
-
 from support import ctx, make_algorithm, run_sim, small_federation
 
 

@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from support import SMALL, ctx, make_algorithm, run_sim, tiny_config, tiny_fed
 
 from pfedkit.algorithms.methods.fedbn import norm_keys
-from support import ctx, make_algorithm, run_sim, SMALL, tiny_config, tiny_fed
 
 
 @pytest.fixture(scope="module")

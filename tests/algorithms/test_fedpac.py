@@ -6,13 +6,18 @@ import math
 
 import pytest
 import torch
+from support import SMALL, ctx, make_algorithm, run_sim, small_federation, tiny_config
 
+from pfedkit.algorithms.methods.fedpac import (
+    COMBINED,
+    VAR,
+    feature_variance,
+    head_combination_weights,
+    solve_simplex_qp,
+)
 from pfedkit.algorithms.toolkit import prototypes as P
-from pfedkit.algorithms.methods.fedpac import (COMBINED, VAR, feature_variance, head_combination_weights,
-                                       solve_simplex_qp)
 from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.core.payload import payload_nbytes
-from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
 @pytest.fixture(scope="module")

@@ -5,11 +5,11 @@ import math
 
 import pytest
 import torch
+from support import SMALL, ctx, make_algorithm, run_sim, small_federation, tiny_config
 
-from pfedkit.algorithms.toolkit import prototypes as P
 from pfedkit.algorithms.methods.fedproto import prototype_classifier
+from pfedkit.algorithms.toolkit import prototypes as P
 from pfedkit.algorithms.toolkit.training import features_in_batches
-from support import ctx, make_algorithm, run_sim, SMALL, small_federation, tiny_config
 
 
 @pytest.fixture(scope="module")

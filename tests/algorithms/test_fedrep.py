@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from support import ctx, make_algorithm, run_sim, small_federation
 
 import pfedkit.algorithms.methods.fedrep as fedrep_module
-from support import ctx, make_algorithm, run_sim, small_federation
 
 HP = {"head_epochs": 1, "body_epochs": 1}
 

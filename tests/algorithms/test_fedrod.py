@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from support import ctx, make_algorithm, run_sim, small_federation
 
 from pfedkit.algorithms.methods.fedrod import HYPER, PERSONAL, balanced_softmax_loss
-from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")

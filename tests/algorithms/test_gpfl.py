@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
+from support import ctx, make_algorithm, run_sim, small_federation
 
 from pfedkit.algorithms.methods.gpfl import PREFIX, angle_softmax_loss, conditional_inputs
-from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")

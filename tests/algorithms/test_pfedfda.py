@@ -5,12 +5,21 @@ import math
 
 import pytest
 import torch
+from support import ctx, make_algorithm, run_sim, small_federation
 
-from pfedkit.algorithms.methods.pfedfda import (BETA, COV, MEANS, VALID, PFedFDAHParams, adaptive_gaussian,
-                                        local_gaussian, local_prior, select_beta)
+from pfedkit.algorithms.methods.pfedfda import (
+    BETA,
+    COV,
+    MEANS,
+    VALID,
+    PFedFDAHParams,
+    adaptive_gaussian,
+    local_gaussian,
+    local_prior,
+    select_beta,
+)
 from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.stats.sufficient import shrink
-from support import ctx, make_algorithm, run_sim, small_federation
 
 
 @pytest.fixture(scope="module")

@@ -10,16 +10,26 @@ import dataclasses
 
 import pytest
 import torch
+from support import (
+    SMALL,
+    ctx,
+    make_algorithm,
+    max_abs_diff,
+    run_sim,
+    small_federation,
+    stop_after_round,
+    tiny_config,
+    tiny_fed,
+)
 
 import pfedkit.algorithms.methods.pfedgm as gm
 from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.client_data import ClientData
+from pfedkit.engines.callbacks import Checkpointer
 from pfedkit.engines.simulate import SimulationSettings, Simulator
 from pfedkit.stats import ClassStats, GlobalPrior, class_stats, merge
-from support import (ctx, make_algorithm, max_abs_diff, run_sim, SMALL, small_federation, stop_after_round,
-                     tiny_config, tiny_fed)
 
 STAT_KEYS = {gm.STATS + "counts", gm.STATS + "means", gm.STATS + "scatter"}
 
@@ -318,14 +328,13 @@ def test_same_seed_same_run_with_partial_participation(tiny):
 
 def test_resume_from_a_checkpoint_replays_the_uninterrupted_run(tiny, tmp_path):
     cfg, fed = tiny
-    settings = SimulationSettings(seed=0, rounds=3, client_fraction=0.67, checkpoint_every=1)
+    settings = SimulationSettings(seed=0, rounds=3, client_fraction=0.67)
     full = Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings,
-                     checkpoint_path=tmp_path / "full.pt", progress=False).run()
+                     [Checkpointer(tmp_path / "full.pt", every=1)]).run()
     ckpt = tmp_path / "checkpoint.pt"
     stop_after_round(Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings,
-                               checkpoint_path=ckpt, progress=False), 2)
-    resumed = Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings, checkpoint_path=ckpt,
-                        progress=False).run(resume=True)
+                               [Checkpointer(ckpt, every=1)]), 2)
+    resumed = Simulator(make_algorithm("pfedgm", fed, cfg=cfg), fed.clients, settings).run(Checkpointer.load(ckpt))
     assert [r.get("eval") for r in resumed.history] == [r.get("eval") for r in full.history]
     for k in full.server:  # the bank and the filter included
         assert torch.equal(resumed.server[k], full.server[k]), k

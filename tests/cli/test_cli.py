@@ -14,7 +14,7 @@ import pytest
 
 from pfedkit.cli.main import main
 
-TINY = ["data.num_clients=4", "model.width=4", "model.feature_dim=8", "train.rounds=2", "train.batch_size=32"]
+TINY = ["data.num_clients=4", "model.cnn.width=4", "model.cnn.feature_dim=8", "train.rounds=2", "train.batch_size=32"]
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -132,3 +132,22 @@ def test_compare_workers_exit_when_the_main_process_is_killed(tmp_path):
     for w in orphans:
         os.kill(w, signal.SIGKILL)
     assert not orphans
+
+
+def test_list_shows_algorithms_datasets_schemes_and_models(capsys, tmp_path):
+    assert main(["list", "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pfedgm" in out and "shares: body and navigator" in out and "hp:     lambda_local" in out
+    assert "digits         present: 1797 images, 10 classes" in out
+    assert "cifar10        missing" in out
+    assert "partition schemes (partition.scheme=NAME): iid, dirichlet" in out
+    assert "resnet18    width=64, norm=batch" in out
+    assert main(["list", "models"]) == 0
+    assert "algorithms" not in capsys.readouterr().out
+
+
+def test_every_help_points_to_list(capsys):
+    for command in ("run", "compare", "partition", "bench"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert "pfedkit list" in " ".join(capsys.readouterr().out.split())

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 
 from pfedkit.core.errors import ConfigError, PartitionError
 from pfedkit.data.corruptions import CORRUPTIONS
@@ -206,3 +207,19 @@ def test_million_labels_into_thousand_clients_is_fast(scheme: str) -> None:
     part = build_partition(scheme, labels, 1000, np.random.default_rng(0))
     assert time.perf_counter() - start < 2.0
     assert part.sizes().sum() == 1_000_000
+
+
+def test_one_client_is_built_alone_exactly_as_in_the_whole_federation():
+    from pfedkit.core.config import load_config
+    from pfedkit.data.setup import build_client_data, build_federated_data
+
+    cfg = load_config(None, ["data.num_clients=5", "partition.corruption=random", "data.max_samples=600"])
+    whole = build_federated_data(cfg.data, cfg.partition, cfg.seed)
+    one = build_client_data(cfg.data, cfg.partition, cfg.seed, 3)
+    ref = whole.clients[3]
+    assert one.client_id == 3 and one.meta == ref.meta
+    for split in ("train", "val", "test"):
+        assert torch.equal(one.split(split)[0], ref.split(split)[0])
+        assert torch.equal(one.split(split)[1], ref.split(split)[1])
+    with pytest.raises(ConfigError, match="client 5 does not exist"):
+        build_client_data(cfg.data, cfg.partition, cfg.seed, 5)

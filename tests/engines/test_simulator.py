@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from support import make_algorithm, max_abs_diff, stop_after_round, tiny_config, tiny_fed
 
 from pfedkit.data.setup import FederatedData
+from pfedkit.engines.callbacks import Checkpointer
 from pfedkit.engines.simulate import SimulationSettings, Simulator, sample_clients
-from support import make_algorithm, max_abs_diff, stop_after_round, tiny_config, tiny_fed
 
 
 def strip_time(history):
@@ -17,7 +18,7 @@ def strip_time(history):
 def simulate(name: str, fed: FederatedData, rounds: int = 3, fraction: float = 1.0, **kw):
     algo = make_algorithm(name, fed)
     return Simulator(algo, fed.clients, SimulationSettings(seed=0, rounds=rounds, client_fraction=fraction),
-                     progress=False, **kw).run()
+                     **kw).run()
 
 
 @pytest.mark.parametrize("name", ["fedavg", "fedavg_ft"])
@@ -32,7 +33,7 @@ def test_different_seed_changes_the_run():
     fed = tiny_fed()
     a = simulate("fedavg", fed)
     algo = make_algorithm("fedavg", fed)
-    b = Simulator(algo, fed.clients, SimulationSettings(seed=1, rounds=3), progress=False).run()
+    b = Simulator(algo, fed.clients, SimulationSettings(seed=1, rounds=3)).run()
     assert max_abs_diff(a.server, b.server) > 0.0
 
 
@@ -40,13 +41,11 @@ def test_resume_after_a_stop_equals_uninterrupted_run(tmp_path):
     full = simulate("fedavg", tiny_fed(), rounds=4, fraction=0.5)
     ckpt = tmp_path / "checkpoint.pt"
     fed = tiny_fed()
-    settings = SimulationSettings(seed=0, rounds=4, client_fraction=0.5, checkpoint_every=2)
-    stop_after_round(Simulator(make_algorithm("fedavg", fed), fed.clients, settings, checkpoint_path=ckpt,
-                               progress=False), 3)
+    settings = SimulationSettings(seed=0, rounds=4, client_fraction=0.5)
+    stop_after_round(Simulator(make_algorithm("fedavg", fed), fed.clients, settings, [Checkpointer(ckpt, every=2)]), 3)
     assert torch.load(ckpt, weights_only=False)["round"] == 2
     fed2 = tiny_fed()  # a fresh process: new data objects, new workspace model
-    resumed = Simulator(make_algorithm("fedavg", fed2), fed2.clients, settings, checkpoint_path=ckpt,
-                        progress=False).run(resume=True)
+    resumed = Simulator(make_algorithm("fedavg", fed2), fed2.clients, settings).run(Checkpointer.load(ckpt))
     assert strip_time(resumed.history) == strip_time(full.history)
     assert max_abs_diff(resumed.server, full.server) == 0.0
     assert resumed.summary["selected"] == full.summary["selected"]

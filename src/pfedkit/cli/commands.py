@@ -13,10 +13,10 @@ from pfedkit.algorithms.registry import algorithm_class, algorithm_names
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
-from pfedkit.engines.compare import run_comparison, write_comparison
-from pfedkit.engines.experiment import simulate_config
-from pfedkit.engines.results import prepare_output_dir
-from pfedkit.engines.tuning import tune_learning_rates
+from pfedkit.runs.compare import run_comparison, write_comparison
+from pfedkit.runs.experiment import simulate_config
+from pfedkit.runs.results import prepare_output_dir
+from pfedkit.runs.tuning import tune_learning_rates
 
 
 def load_validated(args: argparse.Namespace) -> RunConfig:
@@ -122,8 +122,8 @@ def describe_partition(cfg: RunConfig) -> str:
 def cmd_bench(args: argparse.Namespace, command: str) -> int:
     import importlib
 
-    from pfedkit.bench import BENCHMARKS
-    from pfedkit.bench.suite import BenchOptions
+    from pfedkit.runs.bench import BENCHMARKS
+    from pfedkit.runs.bench.suite import BenchOptions
 
     if args.name not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {args.name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
@@ -155,3 +155,39 @@ def save_scenario_grids(pool, cfg: RunConfig, folder: Path) -> list[Path]:
         written.append(save_corruption_grid(pool.x[pick], folder / "samples_corruptions.png",
                                             torch.Generator().manual_seed(cfg.seed), corruptions=names))
     return written
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print what exists: algorithms (what each shares and keeps), datasets (whether their files
+    are under the data root), partition schemes and models (with their options)."""
+    import dataclasses
+
+    from pfedkit.core.config import choices_of, default_data_root, sections_of
+    from pfedkit.core.errors import DatasetNotFoundError
+    from pfedkit.data.registry import load_source, source_names
+
+    what = args.what
+    if what in ("all", "algorithms"):
+        print("algorithms (algorithm=NAME; hyper-parameters hp.NAME.*):")
+        for name in algorithm_names():
+            cls = algorithm_class(name)
+            fields = ", ".join(f.name for f in dataclasses.fields(cls.HParams)) or "-"
+            print(f"  {name:<11} shares: {cls.shares}\n  {'':<11} keeps:  {cls.keeps}\n  {'':<11} hp:     {fields}")
+    if what in ("all", "datasets"):
+        root = Path(args.root or default_data_root()).expanduser()
+        print(f"datasets (data.dataset=NAME; files under {root}):")
+        for name in source_names():
+            try:
+                pool = load_source(name, root)
+                status = f"present: {len(pool)} images, {pool.num_classes} classes"
+            except DatasetNotFoundError as err:
+                status = f"missing ({str(err).split(';')[0]})"
+            print(f"  {name:<14} {status}")
+    if what in ("all", "partitions"):
+        print("partition schemes (partition.scheme=NAME): " + ", ".join(choices_of("partition.scheme")))
+    if what in ("all", "models"):
+        print("models (model.name=NAME; options model.NAME.*):")
+        for name, options in sections_of("model").items():
+            fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(options))
+            print(f"  {name:<11} {fields}")
+    return 0

@@ -1,4 +1,4 @@
-"""``pfedkit`` command line: run | compare | partition | bench.
+"""``pfedkit`` command line: list | run | compare | partition | bench.
 
 Every user error (bad config key or value, missing data, infeasible partition, existing results
 folder) prints one line ``pfedkit: error: ...`` and exits with code 2, before any work starts.
@@ -14,6 +14,7 @@ from pathlib import Path
 from pfedkit.core.errors import PfedkitError
 
 EXAMPLES = """examples:
+  pfedkit list                      # algorithms, datasets (present or not), partition schemes, models
   pfedkit run configs/demo.yaml algorithm=fedavg train.rounds=5
   pfedkit compare configs/demo.yaml --algos local,fedavg,fedavg_ft --seeds 3
   pfedkit partition configs/demo.yaml partition.alpha=0.1 --plot
@@ -24,21 +25,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pfedkit", description="Personalized federated learning toolkit.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    see_list = " `pfedkit list` shows the algorithms, datasets, partition schemes and models."
+
+    lst = sub.add_parser("list", help="show what exists: algorithms, datasets, partition schemes, models",
+                         description="List the registered algorithms (what each shares and keeps, its "
+                                     "hyper-parameters), datasets (whether their files are present), "
+                                     "partition schemes and models (their options).")
+    lst.add_argument("what", nargs="?", default="all", choices=("all", "algorithms", "datasets", "partitions", "models"))
+    lst.add_argument("--root", default="", help="data root to look in (default $PFEDKIT_DATA or ~/.cache/pfedkit/data)")
 
     run = sub.add_parser("run", help="run one algorithm as a config describes",
-                         description="Run one algorithm. Overrides are dotted keys, e.g. train.rounds=5 hp.fedprox.mu=0.1.")
-    run.add_argument("config", nargs="?", help="YAML config file (defaults apply to keys it omits)")
-    run.add_argument("overrides", nargs="*", metavar="key=value")
-    run.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+                         description="Run one algorithm. Overrides are dotted keys, e.g. train.rounds=5 hp.fedprox.mu=0.1." + see_list)
+    add_config_arguments(run, results=True)
     run.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint.pt")
-    run.add_argument("--quiet", action="store_true", help="no progress output")
 
     cmp_ = sub.add_parser("compare", help="compare algorithms on identical partitions over seeds",
                           description="Run each algorithm on each seed (same partition and initial weights "
                                       "for every algorithm at a seed); print a markdown table; write table.md, "
-                                      "summary.json and curves.png to the output folder.")
-    cmp_.add_argument("config", nargs="?", help="YAML config file")
-    cmp_.add_argument("overrides", nargs="*", metavar="key=value")
+                                      "summary.json and curves.png to the output folder." + see_list)
+    add_config_arguments(cmp_, results=True)
     cmp_.add_argument("--algos", required=True, help="comma-separated algorithm names, or 'all'")
     cmp_.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     cmp_.add_argument("--tune-lr", default="", metavar="LR,LR,...",
@@ -46,19 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
                            "tuning seed 1000 (same budget for every algorithm)")
     cmp_.add_argument("--workers", type=int, default=1,
                       help="processes running (seed, algorithm) pairs in parallel (default 1; results identical)")
-    cmp_.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
-    cmp_.add_argument("--quiet", action="store_true", help="no per-round progress output")
 
     part = sub.add_parser("partition", help="show (and plot) how a config partitions the data",
                           description="Print per-client sizes, classes and the partition hash; --plot writes "
-                                      "per-client label (and domain) histograms.")
-    part.add_argument("config", nargs="?", help="YAML config file")
-    part.add_argument("overrides", nargs="*", metavar="key=value")
+                                      "per-client label (and domain) histograms." + see_list)
+    add_config_arguments(part, results=False)
     part.add_argument("--plot", action="store_true", help="write a PNG of per-client histograms")
     part.add_argument("--out", default="", help="PNG path (default <output>/partition.png)")
     bench = sub.add_parser("bench", help="run a benchmark suite (tables + plots to docs/results/)",
                            description="Run a named benchmark: every setting x algorithm x seed, one markdown "
-                                       "table and plot per setting under OUT/NAME/.")
+                                       "table and plot per setting under OUT/NAME/." + see_list)
     bench.add_argument("name", help="benchmark: " + ", ".join(bench_names()))
     bench.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
                        help="cpu: sized for about an hour on 2 cores (default); gpu: full data, more rounds")
@@ -70,8 +72,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def add_config_arguments(parser: argparse.ArgumentParser, results: bool) -> None:
+    """The config file and its ``key=value`` overrides; with ``results``, also --overwrite and
+    --quiet for commands that write a results folder."""
+    parser.add_argument("config", nargs="?", help="YAML config file (defaults apply to keys it omits)")
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    if results:
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+        parser.add_argument("--quiet", action="store_true", help="no per-round progress output")
+
+
 def bench_names() -> list[str]:
-    from pfedkit.bench import BENCHMARKS
+    from pfedkit.runs.bench import BENCHMARKS
 
     return sorted(BENCHMARKS)
 
@@ -95,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
+        if args.command == "list":
+            from pfedkit.cli.commands import cmd_list
+
+            return cmd_list(args)
         if args.command == "run":
             from pfedkit.cli.commands import cmd_run
 

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pfedkit.core.config import DataConfig, PartitionConfig, default_data_root
+from pfedkit.core.errors import ConfigError
 from pfedkit.core.seeding import numpy_generator
 from pfedkit.data.client_data import ClientData
-from pfedkit.data.federated import build_clients, subsample_pool
+from pfedkit.data.federated import build_client, build_clients, subsample_pool
 from pfedkit.data.partition import Partition, build_partition
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import load_source
@@ -47,6 +48,16 @@ def partition_pool(pool: Pool, data: DataConfig, part: PartitionConfig, seed: in
         quantity_sigma=part.quantity_sigma, alpha_domain=part.alpha_domain,
         corruption=part.corruption, severity=part.severity, num_heldout=part.num_heldout,
     )
+
+
+def build_client_data(data: DataConfig, part: PartitionConfig, seed: int, k: int, pool: Pool | None = None
+                      ) -> ClientData:
+    """Client ``k``'s data as `build_federated_data` would build it, without building the others."""
+    pool = pool if pool is not None else load_pool(data, seed)
+    if not 0 <= k < data.num_clients:
+        raise ConfigError(f"client {k} does not exist; data.num_clients={data.num_clients}")
+    partition = partition_pool(pool, data, part, seed)
+    return build_client(pool, partition, k, data.val_fraction, data.test_fraction, seed)
 
 
 def build_federated_data(data: DataConfig, part: PartitionConfig, seed: int, pool: Pool | None = None) -> FederatedData:

@@ -6,6 +6,9 @@ import sys
 import time
 from typing import TextIO
 
+from pfedkit.engines.callbacks import Callback, EngineState
+from pfedkit.engines.report import Record, split_summary
+
 
 class Progress:
     """Prints ``label i/n | info | s/step | eta`` to stderr; silent when ``enabled`` is False."""
@@ -30,3 +33,22 @@ class Progress:
         else:
             self.stream.write(line + "\n")
         self.stream.flush()
+
+
+class ProgressBar(Callback):
+    """The engine callback that prints a `Progress` line per round: train loss, and the mean
+    validation accuracy on evaluation rounds."""
+
+    def __init__(self, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.enabled, self.stream = enabled, stream
+        self.bar: Progress | None = None
+
+    def on_run_start(self, algorithm: str, total_rounds: int, start_round: int) -> None:
+        self.bar = Progress(total_rounds, algorithm, enabled=self.enabled, stream=self.stream)
+
+    def on_round_end(self, record: Record, state: EngineState) -> None:
+        assert self.bar is not None, "on_run_start was not called"
+        info = f"loss {record['train_loss']:.3f}"
+        if "eval" in record:
+            info += f" | val {split_summary(record, 'val')['mean']:.3f}"
+        self.bar.update(record["round"], info)

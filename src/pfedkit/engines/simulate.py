@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -19,11 +18,9 @@ from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.core.payload import Payload, clone_payload, payload_nbytes
 from pfedkit.core.seeding import numpy_generator, torch_generator
 from pfedkit.data.client_data import ClientData
+from pfedkit.engines.callbacks import Callback, EngineState
 from pfedkit.engines.evaluation import evaluate_client
-from pfedkit.engines.progress import Progress
-from pfedkit.engines.report import Record, run_summary, split_summary
-
-RoundCallback = Callable[[Record], None]
+from pfedkit.engines.report import Record, run_summary
 
 
 @dataclass
@@ -34,7 +31,6 @@ class SimulationSettings:
     rounds: int = 10
     client_fraction: float = 1.0
     eval_every: int = 1
-    checkpoint_every: int = 0
     device: str = "cpu"
 
 
@@ -74,56 +70,51 @@ class Simulator:
     Args:
         algo: the algorithm (its workspace model is moved to the device).
         clients: every client's data; clients whose ``heldout`` flag is set never train.
-        settings: seed, rounds, participation, evaluation and checkpoint cadence.
-        checkpoint_path: where checkpoints go (required when ``checkpoint_every`` > 0).
-        on_round: called with each round's record (e.g. to append it to a metrics file).
+        settings: seed, rounds, participation, evaluation cadence, device.
+        callbacks: told of the run's start, every round's end and the run's end (progress line,
+            checkpoints, metrics file: see ``pfedkit.engines.callbacks``).
     """
 
     def __init__(self, algo: Algorithm, clients: list[ClientData], settings: SimulationSettings,
-                 checkpoint_path: Path | None = None, on_round: RoundCallback | None = None,
-                 progress: bool = True) -> None:
+                 callbacks: Sequence[Callback] = ()) -> None:
         self.algo, self.clients, self.s = algo, clients, settings
         self.device = resolve_device(settings.device)
         self.algo.model.to(self.device)
         for c in clients:
             c.to(self.device)
-        self.checkpoint_path = checkpoint_path
-        self.on_round = on_round
-        self.progress = progress
+        self.callbacks = list(callbacks)
         self.train_ids = [c.client_id for c in clients if not c.heldout]
         if not self.train_ids:
             raise ValueError("every client is held out: nothing would train")
 
-    def run(self, resume: bool = False) -> SimulationResult:
-        """Run all rounds (continuing from the checkpoint if ``resume``) and summarise."""
-        start_round, history, server, states = 1, [], None, None
-        if resume and self.checkpoint_path is not None and self.checkpoint_path.exists():
-            ckpt = torch.load(self.checkpoint_path, weights_only=False)
-            start_round, history = ckpt["round"] + 1, ckpt["history"]
-            server, states = ckpt["server"], ckpt["client_states"]
-        if server is None:
+    def run(self, resume_from: EngineState | None = None) -> SimulationResult:
+        """Run all rounds (continuing after ``resume_from`` if given) and summarise."""
+        if resume_from is not None:
+            start_round, history = resume_from.round + 1, list(resume_from.history)
+            server, states = resume_from.server, list(resume_from.client_states)
+        else:
+            start_round, history = 1, []
             server = self.algo.init_server()
             states = [self.algo.init_client(c) for c in self.clients]
             if self.algo.warmup_round:
                 server, states, record = self._train_round(0, server, states, self.train_ids)
                 history.append(record)
-        bar = Progress(self.s.rounds, f"{self.algo.name}", enabled=self.progress)
+        for cb in self.callbacks:
+            cb.on_run_start(self.algo.name, self.s.rounds, start_round)
         for r in range(start_round, self.s.rounds + 1):
             sampled = sample_clients(self.s.seed, r, self.train_ids, self.s.client_fraction)
             server, states, record = self._train_round(r, server, states, sampled)
             if r % self.s.eval_every == 0 or r == self.s.rounds:
                 record["eval"] = self.evaluate_all(server, states, r)
             history.append(record)
-            if self.on_round:
-                self.on_round(record)
-            if self.s.checkpoint_every and r % self.s.checkpoint_every == 0:
-                self._save_checkpoint(r, server, states, history)
-            info = f"loss {record['train_loss']:.3f}"
-            if "eval" in record:
-                info += f" | val {split_summary(record, 'val')['mean']:.3f}"
-            bar.update(r, info)
+            state = EngineState(r, server, states, history)
+            for cb in self.callbacks:
+                cb.on_round_end(record, state)
         heldout = [c.client_id for c in self.clients if c.heldout]
-        return SimulationResult(history, run_summary(history, heldout), server, states)
+        result = SimulationResult(history, run_summary(history, heldout), server, states)
+        for cb in self.callbacks:
+            cb.on_run_end(result.history, result.summary)
+        return result
 
     def _train_round(self, r: int, server: Payload, states: list[Payload], sampled: list[int]
                      ) -> tuple[Payload, list[Payload], Record]:
@@ -160,9 +151,3 @@ class Simulator:
             for key in ev:
                 ev[key].append(res[key])
         return ev
-
-    def _save_checkpoint(self, r: int, server: Payload, states: list[Payload], history: list[Record]) -> None:
-        assert self.checkpoint_path is not None, "checkpoint_every > 0 needs a checkpoint path"
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save({"round": r, "server": server, "client_states": states, "history": history}, tmp)
-        tmp.replace(self.checkpoint_path)

@@ -63,3 +63,19 @@ def safe_cholesky(a: Tensor) -> Tensor:
 def psd_solve(a: Tensor, b: Tensor) -> Tensor:
     """Solve a x = b for a symmetric PSD batch a (..., d, d) and b (..., d, m) -> (..., d, m)."""
     return torch.cholesky_solve(b, safe_cholesky(a))
+
+
+class ClassMeansShape:
+    """``num_classes`` (C) and ``dim`` (d) of a dataclass whose ``means`` field is (C, d)."""
+
+    means: Tensor
+
+    @property
+    def num_classes(self) -> int:
+        """C."""
+        return int(self.means.shape[0])
+
+    @property
+    def dim(self) -> int:
+        """d, the feature dimension."""
+        return int(self.means.shape[1])

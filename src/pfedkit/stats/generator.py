@@ -28,14 +28,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from pfedkit.stats._linalg import batch_trace, safe_cholesky, symmetrize
-from pfedkit.stats.sufficient import STATS_DTYPE, ClassStats, shrink
+from pfedkit.stats._linalg import ClassMeansShape, batch_trace, safe_cholesky, symmetrize
+from pfedkit.stats.sufficient import STATS_DTYPE, ClassStats, shrink, stack_class_stats
 
 SpreadForm = Literal["full", "diag", "scalar"]
 
 
 @dataclass(frozen=True)
-class GlobalPrior:
+class GlobalPrior(ClassMeansShape):
     """Moment-matched summary of the generator; what the server broadcasts (spec §2, §7).
 
     Also the type of the global filter's output (`GlobalFilterState.to_prior`).
@@ -72,14 +72,6 @@ class GlobalPrior:
         for name in ("class_prior", "num_clients", "class_counts"):
             if getattr(self, name).shape != (c,):
                 raise ValueError(f"GlobalPrior: {name} must have shape ({c},)")
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.means.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.means.shape[1])
 
     @property
     def available(self) -> Tensor:
@@ -186,14 +178,7 @@ def fit_generator(uploads: list[ClassStats], tau: float = 1.0, eps: float = 1e-3
     Returns:
         GaussianGenerator whose `prior` has mean mu_g, covariance Sigma_pool, spread P.
     """
-    if not uploads:
-        raise ValueError("fit_generator: need at least one client upload")
-    shape = (uploads[0].num_classes, uploads[0].dim)
-    for u in uploads:
-        if (u.num_classes, u.dim) != shape:
-            raise ValueError(f"fit_generator: upload shapes differ: {(u.num_classes, u.dim)} vs {shape}")
-    counts_k = torch.stack([u.counts for u in uploads])  # (K, C)
-    means_k = torch.stack([u.means for u in uploads])  # (K, C, d)
+    counts_k, means_k = stack_class_stats(uploads, "fit_generator")  # (K, C), (K, C, d)
     weights = resampling_weights(counts_k, tau)
     mu_g = torch.einsum("kc,kcd->cd", weights, means_k)
     dev = means_k - mu_g[None]

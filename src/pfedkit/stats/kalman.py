@@ -39,13 +39,13 @@ from dataclasses import dataclass, replace
 import torch
 from torch import Tensor
 
-from pfedkit.stats._linalg import eye_like, psd_solve, symmetrize
+from pfedkit.stats._linalg import ClassMeansShape, eye_like, psd_solve, symmetrize
 from pfedkit.stats.generator import GlobalPrior
 from pfedkit.stats.sufficient import STATS_DTYPE
 
 
 @dataclass(frozen=True)
-class GlobalFilterState:
+class GlobalFilterState(ClassMeansShape):
     """State of the global filter.
 
     Attributes:
@@ -82,14 +82,6 @@ class GlobalFilterState:
             class_counts=torch.zeros(num_classes, **z),
             num_clients=torch.zeros(num_classes, **z),
         )
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.means.shape[0])
-
-    @property
-    def dim(self) -> int:
-        return int(self.means.shape[1])
 
     def to_prior(self) -> GlobalPrior:
         """The filtered prior (mu_g, Sigma_g, P, pi_g) that the server broadcasts.

@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from pfedkit.stats._linalg import batch_trace, eye_like, symmetrize
+from pfedkit.stats._linalg import ClassMeansShape, batch_trace, eye_like, symmetrize
 
 STATS_DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
-class ClassStats:
+class ClassStats(ClassMeansShape):
     """Sufficient statistics of labelled features.
 
     Attributes:
@@ -60,16 +60,6 @@ class ClassStats:
         object.__setattr__(self, "counts", counts)
         object.__setattr__(self, "means", means)
         object.__setattr__(self, "scatter", scatter)
-
-    @property
-    def num_classes(self) -> int:
-        """C."""
-        return int(self.means.shape[0])
-
-    @property
-    def dim(self) -> int:
-        """d, the feature dimension."""
-        return int(self.means.shape[1])
 
     @property
     def total(self) -> float:
@@ -153,6 +143,18 @@ def batch_stats(z: Tensor, y: Tensor, num_classes: int) -> ClassStats:
     return ClassStats(counts=counts, means=means, scatter=scatter)
 
 
+def stack_class_stats(parts: list[ClassStats], who: str) -> tuple[Tensor, Tensor]:
+    """Counts (K, C) and means (K, C, d) of K statistics of one shape (ValueError naming ``who``
+    when there are none or their shapes differ)."""
+    if not parts:
+        raise ValueError(f"{who}: need at least one ClassStats")
+    shape = (parts[0].num_classes, parts[0].dim)
+    for p in parts:
+        if (p.num_classes, p.dim) != shape:
+            raise ValueError(f"{who}: shapes differ: {(p.num_classes, p.dim)} vs {shape}")
+    return torch.stack([p.counts for p in parts]), torch.stack([p.means for p in parts])
+
+
 def merge(parts: list[ClassStats]) -> ClassStats:
     """Statistics of the union of disjoint data sets from the statistics of each part.
 
@@ -167,14 +169,7 @@ def merge(parts: list[ClassStats]) -> ClassStats:
     Returns:
         ClassStats of the union.
     """
-    if not parts:
-        raise ValueError("merge: need at least one ClassStats")
-    shape = (parts[0].num_classes, parts[0].dim)
-    for p in parts:
-        if (p.num_classes, p.dim) != shape:
-            raise ValueError(f"merge: shapes differ: {(p.num_classes, p.dim)} vs {shape}")
-    counts_k = torch.stack([p.counts for p in parts])  # (K, C)
-    means_k = torch.stack([p.means for p in parts])  # (K, C, d)
+    counts_k, means_k = stack_class_stats(parts, "merge")
     counts = counts_k.sum(0)
     means = (counts_k[..., None] * means_k).sum(0) / counts.clamp_min(1.0)[:, None]
     # Deviations of part means from the union mean; absent (k, c) pairs carry weight 0.

@@ -48,9 +48,7 @@ class APFL(Algorithm[APFLHParams]):
 
     name = "apfl"
     key_prefix = "apfl."
-
     shares = "the whole global model"
-
     keeps = "a local model and the mixing weight alpha"
     paper = "Deng, Kamani, Mahdavi, Adaptive Personalized Federated Learning, arXiv:2003.13461, 2020"
 

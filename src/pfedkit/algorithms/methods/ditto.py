@@ -39,9 +39,7 @@ class Ditto(Algorithm[DittoHParams]):
     """
 
     name = "ditto"
-
     shares = "the whole global model"
-
     keeps = "a whole personal model pulled to the global one by lambda"
     paper = "Li, Hu, Beirami, Smith, Ditto: Fair and Robust Federated Learning Through Personalization, ICML 2021"
 

@@ -14,9 +14,7 @@ class FedAvg(Algorithm[H]):
     """Shared: every parameter. Personal: nothing (each client evaluates the global model)."""
 
     name = "fedavg"
-
     shares = "the whole model"
-
     keeps = "nothing (evaluates the global model)"
     paper = "McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized Data, AISTATS 2017"
 

@@ -26,9 +26,7 @@ class FedAvgFT(FedAvg[FedAvgFTHParams]):
     every evaluation from the client's training split."""
 
     name = "fedavg_ft"
-
     shares = "the whole model"
-
     keeps = "a copy fine-tuned on the training split before each evaluation"
     paper = "FedAvg followed by local fine-tuning (e.g. Wang et al., arXiv 1910.10252)"
 

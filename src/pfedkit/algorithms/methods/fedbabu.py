@@ -39,9 +39,7 @@ class FedBABU(Algorithm[FedBABUHParams]):
     """
 
     name = "fedbabu"
-
     shares = "body (head frozen at its random init)"
-
     keeps = "a copy fine-tuned before each evaluation"
     paper = "Oh, Kim, Yun, FedBABU: Toward Enhanced Representation for Federated Image Classification, ICLR 2022"
 

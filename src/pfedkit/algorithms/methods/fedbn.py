@@ -45,9 +45,7 @@ class FedBN(PartialSharing[FedBNHParams]):
     """
 
     name = "fedbn"
-
     shares = "everything except normalisation layers"
-
     keeps = "normalisation layers (affine + running stats)"
     paper = ("Li et al., FedBN: Federated Learning on Non-IID Features via Local Batch Normalization, "
              "ICLR 2021")

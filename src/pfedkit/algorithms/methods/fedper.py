@@ -19,9 +19,7 @@ class FedPer(PartialSharing[NoHParams]):
     """
 
     name = "fedper"
-
     shares = "body"
-
     keeps = "head"
     paper = "Arivazhagan et al., Federated Learning with Personalization Layers, arXiv:1912.00818, 2019"
 

@@ -25,9 +25,7 @@ class FedProx(Algorithm[FedProxHParams]):
     """Shared: every parameter. Personal: nothing. Local loss = CE + mu/2 ||w - w_global||^2."""
 
     name = "fedprox"
-
     shares = "the whole model"
-
     keeps = "nothing (evaluates the global model)"
     paper = "Li et al., Federated Optimization in Heterogeneous Networks, MLSys 2020"
 

@@ -34,9 +34,7 @@ class FedRep(PartialSharing[FedRepHParams]):
     """
 
     name = "fedrep"
-
     shares = "body"
-
     keeps = "head (trained first, body frozen)"
     paper = ("Collins et al., Exploiting Shared Representations for Personalized Federated Learning, "
              "ICML 2021")

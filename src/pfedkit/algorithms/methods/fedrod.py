@@ -93,9 +93,7 @@ class FedRoD(Algorithm[FedRoDHParams]):
 
     name = "fedrod"
     key_prefix = "rod."
-
     shares = "body + generic head (balanced softmax)"
-
     keeps = "personal head added to the generic logits (hyper: none, the head is generated from the labels)"
     paper = "Chen, Chao, On Bridging Generic and Personalized Federated Learning for Image Classification, ICLR 2022"
 

@@ -39,9 +39,7 @@ class LGFedAvg(PartialSharing[LGFedAvgHParams]):
     """
 
     name = "lg_fedavg"
-
     shares = "head"
-
     keeps = "body"
     paper = ("Liang et al., Think Locally, Act Globally: Federated Learning with Local and Global "
              "Representations, NeurIPS 2019 FL workshop (arXiv:2001.01523)")

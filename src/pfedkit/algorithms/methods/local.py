@@ -14,9 +14,7 @@ class Local(Algorithm[NoHParams]):
     """Each client keeps the whole model as personal state, trained only on its own data."""
 
     name = "local"
-
     shares = "nothing"
-
     keeps = "the whole model"
     paper = "no federation (lower reference)"
 

@@ -30,7 +30,7 @@ from pfedkit.core.payload import Payload, weighted_average
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
-from pfedkit.stats.folds import cv_splits
+from pfedkit.stats.folds import cross_validated_choice
 from pfedkit.stats.fusion import interpolate
 from pfedkit.stats.gaussian_head import GaussianHead
 from pfedkit.stats.sufficient import STATS_DTYPE, class_stats, shrink, tied_covariance
@@ -222,11 +222,13 @@ def select_beta(z: Tensor, y: Tensor, global_means: Tensor, global_cov: Tensor, 
                 prior: Tensor, hp: PFedFDAHParams, generator: torch.Generator) -> Tensor:
     """Cross-validated (beta_mu, beta_cov) in [0, 1]^2.
 
-    Classes with fewer than ``cv_folds`` samples are left out; the remaining samples are split
-    into ``cv_folds`` stratified folds. For each grid point the loss is the sum over folds of
-    the mean cross-entropy, on the held-out fold, of the Gaussian head whose local statistics
-    come from the other folds. With ``single_beta`` the two betas are tied. Falls back to
-    (0, 0), the global statistics, when no cross-validation is possible.
+    A thin caller of `pfedkit.stats.folds.cross_validated_choice`: classes with fewer than
+    ``cv_folds`` samples are left out; the remaining samples are split into ``cv_folds``
+    stratified folds. For each grid point (beta_cov outer, beta_mu inner; the first minimum
+    wins) the loss is the sum over folds of the mean cross-entropy, on the held-out fold, of
+    the Gaussian head whose local statistics come from the other folds. With ``single_beta``
+    the two betas are tied. Falls back to (0, 0), the global statistics, when no
+    cross-validation is possible.
 
     Args:
         z: (n, d) training features. y: (n,) labels. global_means (C, d), global_cov (d, d),
@@ -234,29 +236,22 @@ def select_beta(z: Tensor, y: Tensor, global_means: Tensor, global_cov: Tensor, 
     Returns:
         (2,) float64 tensor.
     """
-    split = cv_splits(y, global_means.shape[0], hp.cv_folds, generator)
-    if split is None:
-        return torch.zeros(2, dtype=STATS_DTYPE)
-    keep, folds = split
-    z, y = z[keep], y[keep]
-    parts = []
-    for tr, te in folds:
-        means, cov, usable = local_gaussian(z[tr], y[tr], global_means.shape[0], global_valid, hp.min_class_samples,
-                                            hp.cov_ridge)
-        parts.append((means, cov, usable, z[te], y[te]))
+    c = global_means.shape[0]
     grid = torch.linspace(0.0, 1.0, hp.beta_grid, dtype=STATS_DTYPE)
     pairs = [(b, b) for b in grid] if hp.single_beta else [(bm, bc) for bc in grid for bm in grid]
-    best, best_loss = torch.zeros(2, dtype=STATS_DTYPE), float("inf")
-    for bm, bc in pairs:
-        betas = torch.stack([bm, bc])
-        loss = 0.0
-        for means, cov, usable, zt, yt in parts:
-            m, s = adaptive_gaussian(means, cov, usable, global_means, global_cov, betas)
-            head = lda_head(m, s, prior, hp.eps)
-            loss += float(F.cross_entropy(head.logits(zt.to(head.weight.dtype)), yt))
-        if loss < best_loss:
-            best, best_loss = betas, loss
-    return best
+
+    def fit_fold(train: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        return local_gaussian(z[train], y[train], c, global_valid, hp.min_class_samples, hp.cov_ridge)
+
+    def fold_loss(betas: Tensor, fold: tuple[Tensor, Tensor, Tensor], test: Tensor) -> float:
+        means, cov, usable = fold
+        m, s = adaptive_gaussian(means, cov, usable, global_means, global_cov, betas)
+        head = lda_head(m, s, prior, hp.eps)
+        return float(F.cross_entropy(head.logits(z[test].to(head.weight.dtype)), y[test]))
+
+    best = cross_validated_choice(y, c, hp.cv_folds, generator, (torch.stack(p) for p in pairs), fit_fold,
+                                  fold_loss)
+    return torch.zeros(2, dtype=STATS_DTYPE) if best is None else best
 
 
 def gaussian_predictor(model: SplitModel, head: GaussianHead) -> Predictor:

@@ -5,12 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from pfedkit.core.errors import PartitionError
-from pfedkit.data.partition._assign import (
-    check_min_size,
-    check_num_clients,
-    indices_by_owner,
-    scatter_owner,
-)
+from pfedkit.data.partition._assign import check_min_size, check_num_clients, indices_by_owner, scatter_owner
 from pfedkit.data.partition.base import Partition
 
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 from pfedkit.core.config import RunConfig
 from pfedkit.data.setup import build_federated_data, load_pool
-from pfedkit.engines.experiment import simulate_config
+from pfedkit.runs.experiment import simulate_config
 
 TUNING_SEED = 1000
 """Seed of the tuning run: its partition and initial weights differ from the reported seeds'."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import DatasetNotFoundError
-from pfedkit.engines.compare import ComparisonRun, run_comparison, write_comparison
+from pfedkit.runs.compare import ComparisonRun, run_comparison, write_comparison
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pfedkit.engines.tuning as tuning
 from support import tiny_config
+
+import pfedkit.runs.tuning as tuning
 
 
 def test_lr_search_picks_best_validation_and_ignores_test(monkeypatch):

@@ -14,11 +14,11 @@ import sys
 import time
 from typing import Any
 
-from pfedkit.bench.gm import SETTINGS as GM_SETTINGS
-from pfedkit.bench.suite import BenchOptions, Setting, setting_markdown
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import ConfigError, DatasetNotFoundError
-from pfedkit.engines.compare import ComparisonRun, run_comparison, write_comparison
+from pfedkit.runs.bench.gm import SETTINGS as GM_SETTINGS
+from pfedkit.runs.bench.suite import BenchOptions, Setting, setting_markdown
+from pfedkit.runs.compare import ComparisonRun, run_comparison, write_comparison
 
 BENCH = "gm-ablation"
 ALGO = "pfedgm"

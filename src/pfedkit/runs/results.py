@@ -12,6 +12,7 @@ import yaml
 
 import pfedkit
 from pfedkit.core.errors import ConfigError
+from pfedkit.engines.callbacks import Callback, EngineState
 from pfedkit.engines.report import Record, eval_records, split_summary
 
 
@@ -45,6 +46,30 @@ def append_record(path: Path, record: Record) -> None:
     """Append one round's record to ``metrics.jsonl``."""
     with open(path / "metrics.jsonl", "a") as f:
         f.write(json.dumps(_jsonable(record)) + "\n")
+
+
+class MetricsWriter(Callback):
+    """Engine callback that keeps ``folder/metrics.jsonl`` as one line per round: appended as
+    each round ends (a fresh run starts the file anew), rewritten from the whole history at the
+    end of a resumed run, so the file equals an uninterrupted run's."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.resumed = False
+
+    def on_run_start(self, algorithm: str, total_rounds: int, start_round: int) -> None:
+        self.resumed = start_round > 1
+        if not self.resumed:
+            (self.folder / "metrics.jsonl").unlink(missing_ok=True)
+
+    def on_round_end(self, record: Record, state: EngineState) -> None:
+        append_record(self.folder, record)
+
+    def on_run_end(self, history: list[Record], summary: dict[str, Any]) -> None:
+        if self.resumed:
+            (self.folder / "metrics.jsonl").unlink(missing_ok=True)
+            for rec in history:
+                append_record(self.folder, rec)
 
 
 def write_json(path: Path, obj: Any) -> None:

@@ -18,8 +18,8 @@ Scales:
 from __future__ import annotations
 
 from pfedkit.algorithms.registry import algorithm_names
-from pfedkit.bench.suite import BenchOptions, Setting, run_suite
 from pfedkit.core.errors import ConfigError
+from pfedkit.runs.bench.suite import BenchOptions, Setting, run_suite
 
 BENCH = "gm"
 

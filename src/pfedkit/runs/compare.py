@@ -15,9 +15,9 @@ from typing import Any, Callable
 from pfedkit.core.config import RunConfig
 from pfedkit.core.metrics import mean_std
 from pfedkit.data.setup import FederatedData, build_federated_data, load_pool
-from pfedkit.engines import results
-from pfedkit.engines.experiment import simulate_config
 from pfedkit.engines.report import Record
+from pfedkit.runs import results
+from pfedkit.runs.experiment import simulate_config
 
 
 @dataclass

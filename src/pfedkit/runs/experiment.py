@@ -10,10 +10,12 @@ from pfedkit.algorithms.registry import build_algorithm
 from pfedkit.core.config import RunConfig, to_dict
 from pfedkit.core.seeding import derive_seed
 from pfedkit.data.setup import FederatedData, build_federated_data
-from pfedkit.engines import results
+from pfedkit.engines.callbacks import Callback, Checkpointer
+from pfedkit.engines.progress import ProgressBar
 from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator
 from pfedkit.models import build_model
 from pfedkit.models.split import SplitModel
+from pfedkit.runs import results
 
 
 def seeded_model(cfg: RunConfig, input_shape: tuple[int, int, int], num_classes: int) -> SplitModel:
@@ -35,23 +37,18 @@ def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: P
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
     algo = build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, fed.num_classes,
                            cfg.seed)
-    settings = SimulationSettings(cfg.seed, cfg.train.rounds, cfg.train.client_fraction, cfg.eval_every,
-                                  cfg.checkpoint_every, cfg.device)
-    on_round = None
-    ckpt = None
+    settings = SimulationSettings(cfg.seed, cfg.train.rounds, cfg.train.client_fraction, cfg.eval_every, cfg.device)
+    callbacks: list[Callback] = [ProgressBar(enabled=progress)]
+    resume_from = None
     if out_dir is not None:
         results.write_config(out_dir, {**to_dict(cfg), "partition_hash": fed.partition.hash})
         ckpt = out_dir / "checkpoint.pt"
-        if not resume:
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-        on_round = lambda rec: results.append_record(out_dir, rec)  # noqa: E731
-    sim = Simulator(algo, fed.clients, settings, checkpoint_path=ckpt, on_round=on_round, progress=progress)
-    result = sim.run(resume=resume)
+        resume_from = Checkpointer.load(ckpt) if resume else None
+        callbacks.append(results.MetricsWriter(out_dir))
+        if cfg.checkpoint_every:
+            callbacks.append(Checkpointer(ckpt, cfg.checkpoint_every))
+    result = Simulator(algo, fed.clients, settings, callbacks).run(resume_from)
     if out_dir is not None:
-        if resume:  # rewrite metrics so the file equals an uninterrupted run's
-            (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-            for rec in result.history:
-                results.append_record(out_dir, rec)
         results.write_json(out_dir / "summary.json", {"algorithm": cfg.algorithm, "seed": cfg.seed,
                                                       "partition_hash": fed.partition.hash, **result.summary})
         results.plot_curves({cfg.algorithm: [result.history]}, out_dir / "curve.png", f"{cfg.algorithm} on {cfg.data.dataset}")

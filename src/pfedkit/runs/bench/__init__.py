@@ -1,7 +1,7 @@
 """Benchmarks behind ``pfedkit bench NAME``: suites of comparison settings written to docs/results/."""
 
 BENCHMARKS: dict[str, str] = {
-    "gm": "pfedkit.bench.gm",
-    "gm-ablation": "pfedkit.bench.gm_ablation",
+    "gm": "pfedkit.runs.bench.gm",
+    "gm-ablation": "pfedkit.runs.bench.gm_ablation",
 }
 """Benchmark name -> module exposing ``run(options: BenchOptions) -> int``."""

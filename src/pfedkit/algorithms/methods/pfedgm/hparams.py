@@ -1,0 +1,41 @@
+"""pFedGM's hyper-parameters (``hp.pfedgm.*``); the flags table is in ``docs/pfedgm.md``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pfedkit.core.config import param
+
+
+@dataclass
+class PFedGMHParams:
+    lambda_local: float = param(0.1, lo=0.0, hi=100.0, doc="weight of the local objective L_local (spec §3)")
+    virtual_weight: float = param(1.0, lo=0.0, hi=100.0, doc="weight of the CE on the generator's virtual features")
+    bank_size: int = param(32, lo=0, hi=100_000, doc="virtual features per class sent each round (B)")
+    resample_tau: float = param(1.0, lo=0.0, hi=10.0, doc="re-sampling weights w_kc ∝ n_kc^tau (spec §2)")
+    navigator: bool = param(True, doc="train through the navigator; false = ablation: linear head + CE")
+    gain: str = param("kalman", choices=("kalman", "global", "local", "interpolate"),
+                      doc="local fusion: Kalman gain; fixed K=0 (global means) or K=1 (local means); or "
+                          "pFedFDA-style beta chosen by k-fold CV on the client's training split")
+    gain_form: str = param("diag", choices=("full", "diag", "scalar"), doc="form of the Kalman gain (spec §5)")
+    cv_folds: int = param(2, lo=2, hi=20, doc="folds of the CV that picks beta (gain=interpolate)")
+    beta_grid: int = param(11, lo=2, hi=1001, doc="grid points of beta in [0, 1] (gain=interpolate)")
+    global_filter: bool = param(True, doc="Kalman filter over rounds (spec §4); false = plain pooling")
+    process_noise: float = param(0.1, lo=0.0, hi=1e6,
+                                 doc="q: Q_c = q * tr(Sigma_g)/d * I (in units of the mean within-class variance)")
+    noise_source: str = param("innovation", choices=("anchors", "innovation", "none"),
+                              doc="added to Q_c: the innovation's excess over its expected size (adaptive, "
+                                  "default), the navigator anchors' shift ||m_c' - m_c||^2 / d (spec), or nothing")
+    prior_uncertainty: bool = param(True, doc="local fusion prior covariance P_c + U_c + Q_c (adds the global "
+                                              "mean's own uncertainty, default); false = the spec's P_c")
+    cov_process_noise: float = param(0.01, lo=0.0, hi=1e6, doc="relative process noise of Sigma_g per round")
+    predictive: str = param("plugin", choices=("plugin", "student_t"), doc="plug-in Gaussian or NIW predictive")
+    nu0: float = param(10.0, lo=0.0, hi=1e9, lo_open=True,
+                       doc="pseudo-count of Sigma_g: Sigma_k = kappa Sigma_hat_k + (1-kappa) Sigma_g, "
+                           "kappa = n_k / (n_k + nu0)")
+    a0: float = param(1.0, lo=0.0, hi=1e9, doc="Dirichlet strength of pi_g in the personal class prior")
+    shrinkage: float = param(1e-3, lo=0.0, hi=1.0, doc="covariance shrinkage eps towards tr(S)/d * I")
+    noise_cov: str = param("local", choices=("local", "fused"),
+                           doc="R_kc = Sigma_hat_k / n_kc (spec) or Sigma_k / n_kc (never 0 for one sample)")
+    spread_form: str = param("auto", choices=("auto", "full", "diag", "scalar"),
+                             doc="how P travels in the broadcast; auto = the gain form's (lossless for it)")
