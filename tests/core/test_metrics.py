@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from pfedkit.core.metrics import summarize
 from pfedkit.core.payload import payload_nbytes, weighted_average
-import torch
 
 
 def test_summary_of_client_accuracies():

@@ -6,15 +6,7 @@ import numpy as np
 import torch
 from scipy.stats import multivariate_t
 
-from pfedkit.stats import (
-    ClassStats,
-    GaussianHead,
-    GlobalPrior,
-    StudentTHead,
-    class_stats,
-    local_fusion,
-    niw_posterior,
-)
+from pfedkit.stats import ClassStats, GaussianHead, GlobalPrior, StudentTHead, class_stats, local_fusion, niw_posterior
 
 F64 = torch.float64
 
