@@ -1,4 +1,4 @@
-"""Federated algorithms, one file each, against the protocol in ``base``."""
+"""Federated algorithms, one file each, against the protocol in ``protocol``."""
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext, TrainSettings
 from pfedkit.algorithms.registry import algorithm_class, algorithm_names, build_algorithm, register_algorithm

@@ -33,7 +33,7 @@ _SECTIONS: dict[str, Callable[[], Mapping[str, type]]] = {}
 
 
 def register_choices(group: str, names: Callable[[], Sequence[str]]) -> None:
-    """Declare the allowed values of every field whose ``param(choices_of=group)`` names ``group``;
+    """Declare the allowed values of every field whose ``param(choices_from=group)`` names ``group``;
     ``names()`` is read at validation time, so it reflects the registry as it is then."""
     _CHOICES[group] = names
 
@@ -91,6 +91,28 @@ class DataConfig:
     val_fraction: float = param(0.15, lo=0.0, hi=0.5, doc="per-client validation share")
     test_fraction: float = param(0.2, lo=0.0, hi=0.5, lo_open=True, doc="per-client test share")
     max_samples: int = param(0, lo=0, doc="use a seeded subset of the pool of this size (0 = all)")
+    domains: str = param("source", choices=("source", "corruptions"),
+                         doc="source = the dataset's own domains (if any); corruptions = each image gets one "
+                             "of data.domain_corruptions as its domain (datasets without domains)")
+    domain_corruptions: str = param("none,fog,gaussian_noise,contrast",
+                                    doc="comma-separated corruption types used as domains; none = clean")
+    domain_severity: int = param(3, lo=1, hi=5, doc="severity 1-5 of every corruption domain")
+
+    def __post_init__(self) -> None:
+        """Check each ``domain_corruptions`` name against the registered corruption names (the data
+        layer declares them); `pfedkit.data.domains.corruption_domains` checks again when used."""
+        if "data.domain_corruptions" not in _CHOICES:
+            return
+        allowed = choices_of("data.domain_corruptions")
+        names = [n.strip() for n in str(self.domain_corruptions).split(",") if n.strip()]
+        what = f"data.domain_corruptions={self.domain_corruptions!r}"
+        if not names:
+            raise ConfigError(f"{what}: no domain given; list comma-separated names from {', '.join(allowed)}")
+        for i, name in enumerate(names):
+            if name not in allowed:
+                raise ConfigError(f"{what}: unknown corruption {name!r}; choose from {', '.join(allowed)}")
+            if name in names[:i]:
+                raise ConfigError(f"{what}: {name!r} is listed twice; each domain must be named once")
 
 
 @dataclass
@@ -311,8 +333,9 @@ def _sections(group: str, value: Mapping[str, Any], path: str) -> dict[str, Any]
     out: dict[str, Any] = {}
     for name, raw in value.items():
         name = str(name)
-        if name not in classes:
+        if name not in classes:  # a misspelt section, or an option written without its section
             candidates = [f"{path}.{c}" for c in classes]
+            candidates += [f"{path}.{c}.{f.name}" for c, cls in classes.items() for f in dataclasses.fields(cls)]
             raise ConfigError(_unknown_key_message(f"{path}.{name}", name, candidates))
         out[name] = raw if isinstance(raw, classes[name]) else build_dataclass(classes[name], raw, f"{path}.{name}.")
     return out

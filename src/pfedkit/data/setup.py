@@ -9,6 +9,7 @@ from pfedkit.core.config import DataConfig, PartitionConfig, default_data_root
 from pfedkit.core.errors import ConfigError
 from pfedkit.core.seeding import numpy_generator
 from pfedkit.data.client_data import ClientData
+from pfedkit.data.domains.corruption_domains import apply_domain_config, check_domain_config, require_no_domains
 from pfedkit.data.federated import build_client, build_clients, subsample_pool
 from pfedkit.data.partition import Partition, build_partition
 from pfedkit.data.pool import Pool
@@ -33,9 +34,19 @@ class FederatedData:
 
 
 def load_pool(data: DataConfig, seed: int) -> Pool:
-    """The configured source, subsampled to ``data.max_samples`` if set."""
+    """The configured source, subsampled to ``data.max_samples`` if set, with its domains.
+
+    Order: check the ``data.domain*`` keys (errors before any loading) → load the source →
+    subsample → with ``data.domains=corruptions``, give every kept image a corruption domain
+    and apply it (after subsampling, so only the kept images are corrupted; the result is
+    deterministic from ``seed``; see `pfedkit.data.domains.corruption_domains`).
+    """
+    check_domain_config(data)
     pool = load_source(data.dataset, Path(data.root or default_data_root()).expanduser())
-    return subsample_pool(pool, data.max_samples, seed)
+    if data.domains == "corruptions":
+        require_no_domains(pool)  # before subsampling: the check is about the source
+    pool = subsample_pool(pool, data.max_samples, seed)
+    return apply_domain_config(pool, data, seed)
 
 
 def partition_pool(pool: Pool, data: DataConfig, part: PartitionConfig, seed: int) -> Partition:
