@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -74,3 +76,22 @@ def test_empty_bins_and_bad_input() -> None:
         CalibrationBins().add(np.ones((3, 2)) / 2, np.zeros(4, dtype=int))
     with pytest.raises(ValueError):
         CalibrationBins(10).merge(CalibrationBins(15))
+
+
+def test_bins_round_trip_through_plain_lists_and_groups_subtract() -> None:
+    rng = np.random.default_rng(3)
+    probs, labels = random_probs(rng)[:1000], rng.integers(0, C, size=1000)
+    a, b = CalibrationBins(), CalibrationBins()
+    a.add(probs[:600], labels[:600])
+    b.add(probs[600:], labels[600:])
+    d = (a + b).to_dict()
+    assert set(d) == {"counts", "conf_sum", "correct_sum"} and all(len(v) == 15 for v in d.values())
+    assert json.loads(json.dumps(d)) == d
+    back = CalibrationBins.from_dict(d)
+    assert back.ece() == (a + b).ece()
+    rest = back.without(b)
+    np.testing.assert_array_equal(rest.counts, a.counts)
+    assert rest.ece() == pytest.approx(a.ece())
+    assert (rest.conf_sum[rest.counts == 0] == 0).all()
+    with pytest.raises(ValueError):
+        b.without(back)  # more predictions than b holds

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import math
+
+import numpy as np
 import pytest
 import torch
 from support import make_algorithm, max_abs_diff, stop_after_round, tiny_config, tiny_fed
 
 from pfedkit.data.setup import FederatedData
 from pfedkit.engines.callbacks import Checkpointer
+from pfedkit.engines.report import pooled_calibration, run_summary, split_summary
 from pfedkit.engines.simulate import SimulationSettings, Simulator, sample_clients
 
 
@@ -96,3 +101,60 @@ def test_client_splits_are_disjoint_and_cover_the_partition():
         # the same image never appears in two splits of a client
         rows = lambda x: {tuple(r.flatten().tolist()) for r in x}  # noqa: E731
         assert not (rows(c.x_train) & rows(c.x_test)) or len(rows(c.x_train) | rows(c.x_test)) < len(idx)
+
+
+def test_every_evaluation_carries_calibration_and_the_summary_reports_ece():
+    fed = tiny_fed()
+    res = simulate("fedavg", fed, rounds=2)
+    for rec in res.history:
+        ev = rec["eval"]
+        for split in ("val", "test"):
+            calib = ev[f"{split}_calib"]
+            assert set(calib) == {"counts", "conf_sum", "correct_sum"}
+            assert all(len(v) == 15 for v in calib.values())
+            assert sum(calib["counts"]) == sum(ev[f"{split}_n"])
+            assert sum(calib["correct_sum"]) == sum(ev[f"{split}_correct"])
+            assert all(type(v) is int for v in calib["counts"]) and all(type(v) is float for v in calib["conf_sum"])
+            eces = ev[f"{split}_ece"]
+            assert len(eces) == len(fed.clients)
+            assert all((math.isnan(e) if n == 0 else 0.0 <= e <= 1.0) for e, n in zip(eces, ev[f"{split}_n"]))
+        assert not any(k.endswith("_calib_heldout") for k in ev)
+        json.dumps(ev)  # plain lists
+    for tag in ("selected", "last"):
+        for split in ("val", "test"):
+            assert 0.0 <= res.summary[tag][split]["ece"] <= 1.0
+    last = res.history[-1]["eval"]["test_calib"]
+    assert res.summary["last"]["test"]["ece"] == pytest.approx(
+        sum(abs(c - k) for c, k in zip(last["conf_sum"], last["correct_sum"])) / sum(last["counts"]))
+
+
+def test_ece_of_held_out_and_training_clients_pools_each_group():
+    cfg = tiny_config("partition.num_heldout=2")
+    fed = tiny_fed(cfg)
+    heldout = [c.client_id for c in fed.clients if c.heldout]
+    assert len(heldout) == 2
+    res = simulate("fedavg", fed, rounds=2)
+    rec = res.history[-1]
+    ev = rec["eval"]
+    assert ev["test_calib_heldout"]["clients"] == heldout
+    trained = [k for k in range(len(fed.clients)) if k not in heldout]
+    by_group = {tuple(g): pooled_calibration(rec, "test", g) for g in (trained, heldout)}
+    everyone = pooled_calibration(rec, "test")
+    np.testing.assert_array_equal(by_group[tuple(trained)].counts + by_group[tuple(heldout)].counts, everyone.counts)
+    assert by_group[tuple(heldout)].total == sum(ev["test_n"][k] for k in heldout)
+    assert pooled_calibration(rec, "test", trained[:1]) is None  # no pooled bins for that subset
+    assert math.isnan(split_summary(rec, "test", trained[:1])["ece"])
+    last = res.summary["last"]
+    assert last["test"]["ece"] == pytest.approx(by_group[tuple(trained)].ece())
+    assert last["heldout"]["test"]["ece"] == pytest.approx(by_group[tuple(heldout)].ece())
+    assert 0.0 <= last["heldout"]["test"]["ece"] <= 1.0
+
+
+def test_summary_of_records_without_calibration_reports_nan_ece():
+    """Histories written before calibration existed (e.g. an old checkpoint) still summarise."""
+    res = simulate("fedavg", tiny_fed(), rounds=1)
+    old = [{**r, "eval": {k: v for k, v in r["eval"].items() if "calib" not in k and "ece" not in k}}
+           for r in res.history]
+    summary = run_summary(old)
+    assert math.isnan(summary["selected"]["test"]["ece"])
+    assert summary["selected"]["test"]["mean"] == res.summary["selected"]["test"]["mean"]

@@ -122,6 +122,12 @@ class Algorithm(ABC, Generic[H]):
         self._own_prefixes = ((self.key_prefix,) if self.key_prefix else ()) + tuple(self.shared_prefixes)
         self.setup()
 
+    @classmethod
+    def supports_model(cls, name: str, options: Any) -> bool:
+        """Whether this method runs on ``model.name=name`` with those options (``--algos all``
+        picks the methods that do); default: every model."""
+        return True
+
     def setup(self) -> None:
         """Hook: derive per-run constants from the workspace model and ``self.hp`` (key lists,
         initial copies, helper modules). Runs once, at the end of construction."""

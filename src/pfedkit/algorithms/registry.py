@@ -47,6 +47,18 @@ def algorithm_class(name: str) -> AlgoClass:
     return _ALGORITHMS[name]
 
 
+def algorithms_for_model(model_name: str, options: Any) -> list[str]:
+    """The registered algorithms that run on ``model.name=model_name`` with ``options``."""
+    return [name for name in algorithm_names() if _ALGORITHMS[name].supports_model(model_name, options)]
+
+
+def check_model_support(name: str, model_name: str, options: Any) -> None:
+    """ConfigError when algorithm ``name`` does not run on that model (before any work starts)."""
+    if not algorithm_class(name).supports_model(model_name, options):
+        raise ConfigError(f"algorithm {name!r} does not run on model.name={model_name!r} with these options; "
+                          f"`pfedkit list algorithms` says what each method needs")
+
+
 def resolve_hparams(name: str, raw: Mapping[str, Any] | None) -> Any:
     """Algorithm ``name``'s HParams from a plain mapping (for scripts; configs arrive typed)."""
     return build_dataclass(algorithm_class(name).HParams, raw or {}, f"hp.{name}.")

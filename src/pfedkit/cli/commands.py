@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pfedkit.algorithms.registry import algorithm_class, algorithm_names
+from pfedkit.algorithms.registry import algorithm_class, algorithm_names, algorithms_for_model, check_model_support
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
@@ -22,7 +22,7 @@ from pfedkit.runs.tuning import tune_learning_rates
 def load_validated(args: argparse.Namespace) -> RunConfig:
     """Config + overrides, validated (hyper-parameter sections included) and the algorithm known."""
     cfg = load_config(args.config, args.overrides)
-    algorithm_class(cfg.algorithm)
+    check_model_support(cfg.algorithm, cfg.model.name, cfg.model.options_for(cfg.model.name))
     return cfg
 
 
@@ -40,9 +40,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace, command: str) -> int:
     cfg = load_validated(args)
-    algos = algorithm_names() if args.algos == "all" else [a.strip() for a in args.algos.split(",") if a.strip()]
+    model_options = cfg.model.options_for(cfg.model.name)
+    if args.algos == "all":
+        algos = algorithms_for_model(cfg.model.name, model_options)
+    else:
+        algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     for a in algos:
-        algorithm_class(a)
+        check_model_support(a, cfg.model.name, model_options)
     if args.seeds < 1:
         raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
     if args.workers < 1:

@@ -10,6 +10,9 @@ add up, so ECE can be computed per client or over all clients (spec §5).
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -77,11 +80,45 @@ class CalibrationBins:
     def __add__(self, other: CalibrationBins) -> CalibrationBins:
         return self.merge(other)
 
+    def without(self, other: CalibrationBins) -> CalibrationBins:
+        """A new accumulator holding this one's predictions less ``other``'s (which must have
+        been added to this one, e.g. one group of clients out of a pooled total). Bins left
+        empty get exact zero sums, so floating-point residue never reaches `ece`."""
+        if other.n_bins != self.n_bins:
+            raise ValueError(f"without: bin counts differ, {self.n_bins} vs {other.n_bins}")
+        counts = self.counts - other.counts
+        if (counts < 0).any():
+            raise ValueError("without: other holds predictions this accumulator does not")
+        out = CalibrationBins(self.n_bins)
+        empty = counts == 0
+        out.counts = counts
+        out.conf_sum = np.where(empty, 0.0, self.conf_sum - other.conf_sum)
+        out.correct_sum = np.where(empty, 0.0, self.correct_sum - other.correct_sum)
+        return out
+
+    def to_dict(self) -> dict[str, list[Any]]:
+        """The three arrays as plain lists (JSON-serialisable): ``{"counts": [int] * M,
+        "conf_sum": [float] * M, "correct_sum": [float] * M}``."""
+        return {"counts": [int(v) for v in self.counts], "conf_sum": [float(v) for v in self.conf_sum],
+                "correct_sum": [float(v) for v in self.correct_sum]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CalibrationBins:
+        """The inverse of `to_dict` (other keys of ``d`` are ignored)."""
+        counts = np.asarray(d["counts"], dtype=np.int64)
+        if counts.ndim != 1 or len(counts) < 1:
+            raise ValueError(f"from_dict: counts must be a non-empty list, got shape {counts.shape}")
+        out = cls(len(counts))
+        out.counts = counts
+        out.conf_sum = np.asarray(d["conf_sum"], dtype=np.float64).reshape(out.n_bins)
+        out.correct_sum = np.asarray(d["correct_sum"], dtype=np.float64).reshape(out.n_bins)
+        return out
+
     def ece(self) -> float:
-        """Expected calibration error in [0, 1]; NaN if nothing was added."""
+        """Expected calibration error in [0, 1]; NaN (``math.nan``) if nothing was added."""
         n = self.total
         if n == 0:
-            return float("nan")
+            return math.nan
         return float(np.abs(self.conf_sum - self.correct_sum).sum() / n)
 
 

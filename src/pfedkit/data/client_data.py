@@ -20,6 +20,9 @@ class ClientData:
         num_classes: number of classes of the whole task.
         meta: scenario facts (corruption, domain, heldout, ...) from the partition.
         domain_train, domain_val, domain_test: optional (n,) int64 domain ids.
+        cache: values derived from this client's data by a fixed function (e.g. frozen-backbone
+            features), keyed by what computed them; shared by every round and every method that
+            runs on this object.
     """
 
     client_id: int
@@ -34,6 +37,7 @@ class ClientData:
     domain_train: torch.Tensor | None = None
     domain_val: torch.Tensor | None = None
     domain_test: torch.Tensor | None = None
+    cache: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def heldout(self) -> bool:
@@ -53,12 +57,13 @@ class ClientData:
         return torch.bincount(self.split(split)[1], minlength=self.num_classes)
 
     def to(self, device: torch.device | str) -> "ClientData":
-        """Move every tensor to ``device`` (in place; returns self)."""
+        """Move every tensor (cached ones included) to ``device`` (in place; returns self)."""
         for name in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test",
                      "domain_train", "domain_val", "domain_test"):
             t = getattr(self, name)
             if t is not None:
                 setattr(self, name, t.to(device))
+        self.cache = {k: v.to(device) for k, v in self.cache.items()}
         return self
 
 

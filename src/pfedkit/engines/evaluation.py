@@ -6,27 +6,45 @@ import torch
 
 from pfedkit.algorithms.protocol import Algorithm, RoundContext
 from pfedkit.algorithms.toolkit.training import predict_in_batches
+from pfedkit.core.calibration import DEFAULT_BINS, CalibrationBins
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
 
+SPLITS = ("val", "test")
+
 
 def evaluate_client(
-    algo: Algorithm, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext
-) -> dict[str, int]:
-    """Correct counts and sizes of the client's val and test splits under its personal model.
+    algo: Algorithm, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext,
+    n_bins: int = DEFAULT_BINS,
+) -> dict[str, int | CalibrationBins]:
+    """Correct counts, sizes and calibration bins of the client's val and test splits under its
+    personal model.
 
-    Returns ``{"val_correct", "val_n", "test_correct", "test_n"}``. The personal predictor is
-    built once (it may fine-tune or fit statistics on the *training* split only).
+    Returns ``{"val_correct", "val_n", "val_calib", "test_correct", "test_n", "test_calib"}``:
+    ``*_correct`` and ``*_n`` are ints, ``*_calib`` a `CalibrationBins` (``n_bins`` equal-width
+    bins over the max predicted probability; empty for an empty split), which add up across
+    clients. The personal predictor is built once (it may fine-tune or fit statistics on the
+    *training* split only).
+
+    A predictor returns logits or log-probabilities; either way the softmax of its output is the
+    predictive distribution (for log-probabilities, softmax(log p) = p / sum(p) = p). The
+    prediction is the argmax of the raw output, for accuracy and calibration alike.
     """
     predictor = algo.personal_predictor(broadcast, state, data, ctx)
-    out: dict[str, int] = {}
+    out: dict[str, int | CalibrationBins] = {}
     with torch.no_grad():
-        for split in ("val", "test"):
+        for split in SPLITS:
             x, y = data.split(split)
+            bins = CalibrationBins(n_bins)
             if len(y) == 0:
                 correct = 0
             else:
-                correct = int((predict_in_batches(predictor, x).argmax(dim=1) == y).sum())
+                logits = predict_in_batches(predictor, x)
+                hit = logits.argmax(dim=1) == y
+                correct = int(hit.sum())
+                confidence = torch.softmax(logits.cpu().double(), dim=1).amax(dim=1)  # float64 off-device (MPS)
+                bins.add_confidences(confidence, hit)
             out[f"{split}_correct"] = correct
             out[f"{split}_n"] = int(len(y))
+            out[f"{split}_calib"] = bins
     return out

@@ -2,14 +2,18 @@
 
 The reported round is the one with the best client-mean **validation** accuracy (earliest on
 ties); the last round is reported beside it. Test accuracy never influences the selection.
+Beside accuracy, each split reports its expected calibration error (15 equal-width bins over the
+max predicted probability), pooled over the clients' predictions.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from pfedkit.core.calibration import CalibrationBins
 from pfedkit.core.metrics import summarize
 
 Record = dict[str, Any]
@@ -21,12 +25,43 @@ def eval_records(history: list[Record]) -> list[Record]:
 
 
 def split_summary(record: Record, split: str, clients: list[int] | None = None) -> dict[str, float]:
-    """Client-mean, weighted, std and worst-10 % accuracy of one split at one evaluated round."""
+    """Client-mean, weighted, std and worst-10 % accuracy and the pooled ECE of one split at one
+    evaluated round, over ``clients`` (default: all).
+
+    ``ece`` pools the predictions of the clients (`pooled_calibration`); it is NaN when the
+    record holds no pooled bins for that set of clients.
+    """
     ev = record["eval"]
     correct, total = np.asarray(ev[f"{split}_correct"]), np.asarray(ev[f"{split}_n"])
     if clients is not None:
         correct, total = correct[clients], total[clients]
-    return summarize(correct, total).as_dict()
+    bins = pooled_calibration(record, split, clients)
+    return summarize(correct, total).as_dict() | {"ece": bins.ece() if bins is not None else math.nan}
+
+
+def pooled_calibration(record: Record, split: str, clients: list[int] | None = None) -> CalibrationBins | None:
+    """The calibration bins of one split pooled over ``clients`` (default: all) at an evaluated round.
+
+    The record pools bins over all clients (``<split>_calib``) and, when some are held out, over
+    the held-out ones (``<split>_calib_heldout``, with their ids); so the bins exist for all
+    clients, the held-out clients and the others (all less the held-out). Any other set of
+    clients, or a record without bins (written before they existed), gives None.
+    """
+    ev = record["eval"]
+    if f"{split}_calib" not in ev:
+        return None
+    everyone = CalibrationBins.from_dict(ev[f"{split}_calib"])
+    n_clients = len(ev[f"{split}_n"])
+    wanted = set(range(n_clients)) if clients is None else {int(k) for k in clients}
+    held = ev.get(f"{split}_calib_heldout")
+    held_ids = set(held["clients"]) if held is not None else set()
+    if wanted == set(range(n_clients)):
+        return everyone
+    if held is not None and wanted == held_ids:
+        return CalibrationBins.from_dict(held)
+    if held is not None and wanted == set(range(n_clients)) - held_ids:
+        return everyone.without(CalibrationBins.from_dict(held))
+    return None
 
 
 def select_round(history: list[Record], clients: list[int] | None = None) -> Record:
@@ -43,7 +78,8 @@ def run_summary(history: list[Record], heldout: list[int] | None = None) -> dict
     """Summary of a run: val-selected and last-round metrics for val and test, cost per round.
 
     With held-out clients, the selection uses the training clients' validation accuracy and the
-    held-out clients are summarised separately under ``"heldout"``.
+    held-out clients are summarised separately under ``"heldout"``. Every split summary carries
+    ``"ece"``, pooled over the same clients as its accuracies (`split_summary`).
     """
     evals = eval_records(history)
     n_clients = len(evals[-1]["eval"]["val_n"])

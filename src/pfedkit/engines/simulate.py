@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
+from pfedkit.core.calibration import CalibrationBins
 from pfedkit.core.payload import Payload, clone_payload, payload_nbytes
 from pfedkit.core.seeding import numpy_generator, torch_generator
 from pfedkit.data.client_data import ClientData
 from pfedkit.engines.callbacks import Callback, EngineState
-from pfedkit.engines.evaluation import evaluate_client
+from pfedkit.engines.evaluation import SPLITS, evaluate_client
 from pfedkit.engines.report import Record, run_summary
 
 
@@ -95,26 +96,33 @@ class Simulator:
         else:
             start_round, history = 1, []
             server = self.algo.init_server()
-            states = [self.algo.init_client(c) for c in self.clients]
-            if self.algo.warmup_round:
-                server, states, record = self._train_round(0, server, states, self.train_ids)
-                history.append(record)
+            states = [self._off_device(self.algo.init_client(c)) for c in self.clients]
         for cb in self.callbacks:
             cb.on_run_start(self.algo.name, self.s.rounds, start_round)
+        if resume_from is None and self.algo.warmup_round:  # round 0: all training clients, no evaluation
+            server, states, record = self._train_round(0, server, states, self.train_ids)
+            self._end_round(record, EngineState(0, server, states, history))
         for r in range(start_round, self.s.rounds + 1):
             sampled = sample_clients(self.s.seed, r, self.train_ids, self.s.client_fraction)
             server, states, record = self._train_round(r, server, states, sampled)
             if r % self.s.eval_every == 0 or r == self.s.rounds:
                 record["eval"] = self.evaluate_all(server, states, r)
-            history.append(record)
-            state = EngineState(r, server, states, history)
-            for cb in self.callbacks:
-                cb.on_round_end(record, state)
+            self._end_round(record, EngineState(r, server, states, history))
         heldout = [c.client_id for c in self.clients if c.heldout]
         result = SimulationResult(history, run_summary(history, heldout), server, states)
         for cb in self.callbacks:
             cb.on_run_end(result.history, result.summary)
         return result
+
+    def _end_round(self, record: Record, state: EngineState) -> None:
+        """Append the round's record to the history and tell every callback."""
+        state.history.append(record)
+        for cb in self.callbacks:
+            cb.on_round_end(record, state)
+
+    def _off_device(self, payload: Payload) -> Payload:
+        """Personal state lives on the CPU between rounds (a copy when the engine runs elsewhere)."""
+        return clone_payload(payload, "cpu") if self.device.type != "cpu" else payload
 
     def _train_round(self, r: int, server: Payload, states: list[Payload], sampled: list[int]
                      ) -> tuple[Payload, list[Payload], Record]:
@@ -127,7 +135,7 @@ class Simulator:
             message = self.algo.for_client(bcast, k)
             bytes_down += payload_nbytes(message)
             update = self.algo.local_update(message, states[k], self.clients[k], ctx)
-            states[k] = clone_payload(update.state, "cpu") if self.device.type != "cpu" else update.state
+            states[k] = self._off_device(update.state)
             updates.append(update)
         server = self.algo.aggregate(server, updates, r)
         losses = [u.metrics.get("train_loss", float("nan")) for u in updates]
@@ -141,13 +149,36 @@ class Simulator:
         }
         return server, states, record
 
-    def evaluate_all(self, server: Payload, states: list[Payload], r: int) -> dict[str, list[int]]:
-        """Evaluate every client's personal model; lists indexed by client id."""
+    def evaluate_all(self, server: Payload, states: list[Payload], r: int) -> dict[str, Any]:
+        """Evaluate every client's personal model.
+
+        Returns, per split (``val``, ``test``): ``<split>_correct``, ``<split>_n`` and
+        ``<split>_ece`` (ECE of each client, NaN for an empty split), lists indexed by client id;
+        ``<split>_calib``, the calibration bins pooled over all clients
+        (``CalibrationBins.to_dict``: ``counts``, ``conf_sum``, ``correct_sum``); and, only when
+        some clients are held out, ``<split>_calib_heldout``, the bins pooled over the held-out
+        clients with their ids under ``clients``. Plain lists, JSON-serialisable.
+        """
         bcast = self.algo.broadcast(server, r)
-        ev: dict[str, list[int]] = {"val_correct": [], "val_n": [], "test_correct": [], "test_n": []}
+        ev: dict[str, Any] = {f"{s}_{key}": [] for s in SPLITS for key in ("correct", "n")}
+        ev |= {f"{s}_ece": [] for s in SPLITS}
+        pooled = {s: CalibrationBins() for s in SPLITS}
+        heldout = [c.client_id for c in self.clients if c.heldout]
+        pooled_heldout = {s: CalibrationBins() for s in SPLITS}
         for c in self.clients:
             ctx = RoundContext(r, c.client_id, torch_generator(self.s.seed, r, c.client_id, 0xE7A1), self.device)
             res = evaluate_client(self.algo, self.algo.for_client(bcast, c.client_id), states[c.client_id], c, ctx)
-            for key in ev:
-                ev[key].append(res[key])
+            for s in SPLITS:
+                bins = res[f"{s}_calib"]
+                assert isinstance(bins, CalibrationBins)
+                ev[f"{s}_correct"].append(res[f"{s}_correct"])
+                ev[f"{s}_n"].append(res[f"{s}_n"])
+                ev[f"{s}_ece"].append(bins.ece())
+                pooled[s] = pooled[s] + bins
+                if c.heldout:
+                    pooled_heldout[s] = pooled_heldout[s] + bins
+        for s in SPLITS:
+            ev[f"{s}_calib"] = pooled[s].to_dict()
+            if heldout:
+                ev[f"{s}_calib_heldout"] = {"clients": heldout, **pooled_heldout[s].to_dict()}
         return ev

@@ -66,6 +66,8 @@ VIT_PRESETS: dict[str, ViTSpec] = {
     # Small sizes for CPU runs on 32x32 images (64 patch tokens).
     "vit_cpu_tiny": ViTSpec(img_size=32, patch_size=4, embed_dim=96, depth=4, num_heads=3),
     "vit_cpu_small": ViTSpec(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3),
+    # For tests and smoke runs: 16x16 input, 16 patch tokens.
+    "vit_micro": ViTSpec(img_size=16, patch_size=4, embed_dim=32, depth=2, num_heads=2),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 import threading
@@ -106,11 +107,16 @@ def _log_run(run: ComparisonRun, log: Callable[[str], None]) -> ComparisonRun:
 
 
 def comparison_table(runs: list[ComparisonRun]) -> str:
-    """Markdown table: per algorithm, mean ± std over seeds of the protocol's metrics (in %)."""
+    """Markdown table: per algorithm, mean ± std over seeds of the protocol's metrics (in %).
+
+    ``ECE % (test, val-sel.)`` is the test split's expected calibration error at the
+    val-selected round, pooled over the clients' predictions (15 bins); "n/a" for runs whose
+    summary has none (over the seeds that have one otherwise).
+    """
     algos = list(dict.fromkeys(r.algorithm for r in runs))
     header = ("| method | test acc (val-sel.) | weighted | worst 10% | std across clients | "
-              "test acc (last) | s/round | MB up/round | MB down/round |")
-    lines = [header, "|" + "---|" * 9]
+              "test acc (last) | ECE % (test, val-sel.) | s/round | MB up/round | MB down/round |")
+    lines = [header, "|" + "---|" * 10]
     for a in algos:
         rs = [r for r in runs if r.algorithm == a]
         cell = lambda f: "{:.2f} ± {:.2f}".format(*[100 * v for v in mean_std([f(r.summary) for r in rs])])  # noqa: E731
@@ -122,6 +128,7 @@ def comparison_table(runs: list[ComparisonRun]) -> str:
             cell(lambda s: s["selected"]["test"]["worst10"]),
             cell(lambda s: s["selected"]["test"]["std"]),
             cell(lambda s: s["last"]["test"]["mean"]),
+            _ece_cell([r.summary["selected"]["test"].get("ece", math.nan) for r in rs]),
             f"{mean(lambda s: s['seconds_per_round']):.2f}",
             f"{mean(lambda s: s['bytes_up_per_round']) / 1e6:.3f}",
             f"{mean(lambda s: s['bytes_down_per_round']) / 1e6:.3f}",
@@ -129,12 +136,20 @@ def comparison_table(runs: list[ComparisonRun]) -> str:
     return "\n".join(lines)
 
 
+def _ece_cell(values: list[float]) -> str:
+    """Mean ± std in % over the seeds with a finite ECE; "n/a" when none has one."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return "{:.2f} ± {:.2f}".format(*[100 * v for v in mean_std(finite)]) if finite else "n/a"
+
+
 def write_comparison(runs: list[ComparisonRun], out_dir: Path, title: str, command: str) -> str:
     """Write ``table.md`` (with the command at the top), ``summary.json`` and ``curves.png``."""
     table = comparison_table(runs)
     seeds = sorted({r.seed for r in runs})
     text = (f"# {title}\n\nCommand: `{command}`\n\nSeeds: {seeds}. Accuracy in % (client-mean over all "
-            f"clients, personal models; round selected by mean validation accuracy).\n\n{table}\n")
+            f"clients, personal models; round selected by mean validation accuracy). ECE: expected "
+            f"calibration error of the test predictions (15 equal-width bins over the max predicted "
+            f"probability), pooled over the clients, in %.\n\n{table}\n")
     (out_dir / "table.md").write_text(text)
     results.write_json(out_dir / "summary.json", [dataclasses.asdict(r) | {"history": None} for r in runs])
     curves: dict[str, list[list[Record]]] = {}

@@ -7,13 +7,16 @@ from pathlib import Path
 import torch
 
 from pfedkit.algorithms.registry import build_algorithm
+from pfedkit.algorithms.toolkit.frozen_features import feature_client
 from pfedkit.core.config import RunConfig, to_dict
 from pfedkit.core.seeding import derive_seed
+from pfedkit.data.client_data import ClientData
 from pfedkit.data.setup import FederatedData, build_federated_data
 from pfedkit.engines.callbacks import Callback, Checkpointer
 from pfedkit.engines.progress import ProgressBar
-from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator
+from pfedkit.engines.simulate import SimulationResult, SimulationSettings, Simulator, resolve_device
 from pfedkit.models import build_model
+from pfedkit.models.prompted import PromptedClassifier, linear_probe_model
 from pfedkit.models.split import SplitModel
 from pfedkit.runs import results
 
@@ -27,6 +30,18 @@ def seeded_model(cfg: RunConfig, input_shape: tuple[int, int, int], num_classes:
         return build_model(m.name, input_shape, num_classes, m.options_for(m.name))
 
 
+def on_frozen_features(model: PromptedClassifier, clients: list[ClientData], device: torch.device
+                       ) -> tuple[SplitModel, list[ClientData]]:
+    """An unprompted frozen backbone needs no image at training time: every client's images go
+    through it once (cached on the client data, `frozen_features`) and the method runs on the
+    (n, D) features with an identity body and the model's (seeded) head."""
+    model.to(device)
+    views = [feature_client(model, c) for c in clients]
+    probe = linear_probe_model(model.feature_dim, model.num_classes)
+    probe.head.load_state_dict(model.head.state_dict())
+    return probe, views
+
+
 def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: Path | None = None,
                     resume: bool = False, progress: bool = True) -> SimulationResult:
     """Run ``cfg.algorithm`` on the configured data (or the given ``fed``), writing results to
@@ -35,6 +50,9 @@ def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: P
         torch.set_num_threads(cfg.threads)
     fed = fed or build_federated_data(cfg.data, cfg.partition, cfg.seed)
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
+    clients = fed.clients
+    if isinstance(model, PromptedClassifier) and model.body.num_prompts == 0:
+        model, clients = on_frozen_features(model, clients, resolve_device(cfg.device))
     algo = build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, fed.num_classes,
                            cfg.seed)
     settings = SimulationSettings(cfg.seed, cfg.train.rounds, cfg.train.client_fraction, cfg.eval_every, cfg.device)
@@ -47,7 +65,7 @@ def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: P
         callbacks.append(results.MetricsWriter(out_dir))
         if cfg.checkpoint_every:
             callbacks.append(Checkpointer(ckpt, cfg.checkpoint_every))
-    result = Simulator(algo, fed.clients, settings, callbacks).run(resume_from)
+    result = Simulator(algo, clients, settings, callbacks).run(resume_from)
     if out_dir is not None:
         results.write_json(out_dir / "summary.json", {"algorithm": cfg.algorithm, "seed": cfg.seed,
                                                       "partition_hash": fed.partition.hash, **result.summary})

@@ -22,3 +22,9 @@ from pfedkit.algorithms.methods import gpfl  # noqa: F401
 from pfedkit.algorithms.methods import fedala  # noqa: F401
 from pfedkit.algorithms.methods import pfedfda  # noqa: F401
 from pfedkit.algorithms.methods import pfedgm  # noqa: F401
+from pfedkit.algorithms.methods import fedvpt  # noqa: F401
+from pfedkit.algorithms.methods import fedvpt_lh  # noqa: F401
+from pfedkit.algorithms.methods import local_vpt  # noqa: F401
+from pfedkit.algorithms.methods import linear_probe  # noqa: F401
+from pfedkit.algorithms.methods import pfedpg  # noqa: F401
+from pfedkit.algorithms.methods import pfedbayespt  # noqa: F401

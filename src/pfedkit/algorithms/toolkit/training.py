@@ -70,6 +70,8 @@ def train_epochs(
         return float("nan")
     all_params = list(model.parameters())
     train_params = all_params if params is None else list(params)
+    if not train_params:  # e.g. the identity body of a linear probe: nothing to train
+        return float("nan")
     saved = [p.requires_grad for p in all_params]
     if params is not None:  # freeze what is not trained (no gradient work for it)
         chosen = {id(p) for p in train_params}
