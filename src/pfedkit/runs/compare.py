@@ -41,37 +41,52 @@ def run_comparison(cfg: RunConfig, algorithms: list[str], seeds: list[int], out_
     its own, so the results equal a sequential comparison's. Runs come back ordered by seed,
     then algorithm.
     """
-    tasks = [(seed, algo) for seed in seeds for algo in algorithms]
+    variants = {a: dataclasses.replace(cfg, algorithm=a) for a in algorithms}
+    return run_variants(variants, seeds, out_dir, progress, log, workers)
+
+
+def run_variants(variants: dict[str, RunConfig], seeds: list[int], out_dir: Path | None,
+                 progress: bool = True, log: Callable[[str], None] = print, workers: int = 1
+                 ) -> list[ComparisonRun]:
+    """`run_comparison` for labelled configs that may differ beyond the algorithm (a method's
+    model options, an ablation's hyper-parameters); every config must describe the same data and
+    partition, so that at a seed all variants see the same clients. Runs are labelled by their
+    key and ordered by seed, then variant; results go to ``out_dir/<label>/seed<s>/``."""
+    data = {repr((c.data, c.partition)) for c in variants.values()}
+    if len(data) > 1:
+        raise ValueError("run_variants: every variant must use the same data and partition")
+    tasks = [(seed, label) for seed in seeds for label in variants]
     if workers <= 1:
-        pool = load_pool(cfg.data, cfg.seed)
+        first = next(iter(variants.values()))
+        pool = load_pool(first.data, first.seed)
         feds: dict[int, FederatedData] = {}
         runs = []
-        for seed, algo in tasks:
+        for seed, label in tasks:
             if seed not in feds:
-                feds = {seed: build_federated_data(cfg.data, cfg.partition, seed, pool=pool)}
+                feds = {seed: build_federated_data(first.data, first.partition, seed, pool=pool)}
                 log(f"seed {seed}: {feds[seed].partition.num_clients} clients, "
                     f"partition {feds[seed].partition.hash[:12]}")
-            runs.append(_log_run(_run_one(cfg, algo, seed, out_dir, progress, feds[seed]), log))
+            runs.append(_log_run(_run_one(variants[label], label, seed, out_dir, progress, feds[seed]), log))
         return runs
     ctx = multiprocessing.get_context("spawn")  # fork after torch has started threads is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_exit_with_parent,
                              initargs=(os.getpid(),)) as ex:
-        futures = [ex.submit(_run_one, cfg, algo, seed, out_dir, False, None) for seed, algo in tasks]
+        futures = [ex.submit(_run_one, variants[label], label, seed, out_dir, False, None) for seed, label in tasks]
         return [_log_run(f.result(), log) for f in futures]
 
 
-def _run_one(cfg: RunConfig, algo: str, seed: int, out_dir: Path | None, progress: bool,
+def _run_one(cfg: RunConfig, label: str, seed: int, out_dir: Path | None, progress: bool,
              fed: FederatedData | None) -> ComparisonRun:
-    """One (algorithm, seed) run; builds the seed's federated data itself when ``fed`` is None."""
-    run_cfg = dataclasses.replace(cfg, algorithm=algo, seed=seed)
+    """One (variant, seed) run; builds the seed's federated data itself when ``fed`` is None."""
+    run_cfg = dataclasses.replace(cfg, seed=seed)
     if fed is None:
         fed = _cached_federation(cfg, seed)
     run_dir = None
     if out_dir is not None:
-        run_dir = out_dir / algo / f"seed{seed}"
+        run_dir = out_dir / label / f"seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
     res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
-    return ComparisonRun(algo, seed, res.summary, res.history)
+    return ComparisonRun(label, seed, res.summary, res.history)
 
 
 def _exit_with_parent(parent_pid: int) -> None:

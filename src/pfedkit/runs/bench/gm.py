@@ -17,9 +17,10 @@ Scales:
 
 from __future__ import annotations
 
-from pfedkit.algorithms.registry import algorithm_names
+from pfedkit.algorithms.registry import algorithms_for_model
 from pfedkit.core.errors import ConfigError
-from pfedkit.runs.bench.suite import BenchOptions, Setting, run_suite
+from pfedkit.models.cnn import CNNOptions
+from pfedkit.runs.bench.suite import BenchOptions, Setting, run_suite, variants_of
 
 BENCH = "gm"
 
@@ -76,8 +77,8 @@ CPU_BUDGET_NOTE = (
 
 
 def default_algorithms() -> list[str]:
-    """Every registered algorithm except pFedGM variants, with ``pfedgm`` last (looked up now)."""
-    names = [a for a in algorithm_names() if not a.startswith("pfedgm")]
+    """Every registered algorithm that runs on the CNN, with ``pfedgm`` last (looked up now)."""
+    names = [a for a in algorithms_for_model("cnn", CNNOptions()) if not a.startswith("pfedgm")]
     return names + ["pfedgm"]
 
 
@@ -89,5 +90,5 @@ def run(opts: BenchOptions) -> int:
         valid = ", ".join(s.name for s in SETTINGS)
         raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {valid}")
     algos = list(opts.algos) or default_algorithms()
-    run_suite(BENCH, SETTINGS, algos, opts)
+    run_suite(BENCH, SETTINGS, variants_of(algos), opts)
     return 0

@@ -9,16 +9,12 @@ per setting, rows labelled by variant, written to ``docs/results/gm-ablation/<se
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-import time
 from typing import Any
 
-from pfedkit.core.config import load_config
-from pfedkit.core.errors import ConfigError, DatasetNotFoundError
+from pfedkit.core.errors import ConfigError
 from pfedkit.runs.bench.gm import SETTINGS as GM_SETTINGS
-from pfedkit.runs.bench.suite import BenchOptions, Setting, setting_markdown
-from pfedkit.runs.compare import ComparisonRun, run_comparison, write_comparison
+from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, run_suite
 
 BENCH = "gm-ablation"
 ALGO = "pfedgm"
@@ -51,41 +47,9 @@ SETTINGS: list[Setting] = [_BY_NAME["fmnist-dir0.1"], _BY_NAME["fmnist-corrupt-d
 """Label skew with partial participation, and environmental corruption (from ``bench gm``)."""
 
 
-def run_setting(setting: Setting, opts: BenchOptions, variants: list[tuple[str, dict[str, Any]]] = VARIANTS
-                ) -> list[ComparisonRun] | None:
-    """Run every variant of one setting over ``opts.seeds`` seeds; write its table.
-
-    Returns the runs (``algorithm`` = the variant label), or None when the data set is missing.
-    """
-    out_root = opts.out / BENCH
-    run_dir = out_root / setting.name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    overrides = list(setting.overrides) + (list(setting.gpu_overrides) if opts.scale == "gpu" else [])
-    cfg = load_config(None, overrides + [f"output={run_dir}"])
-    command = opts.command or f"pfedkit bench {BENCH}"
-    print(f"[{BENCH}] {setting.name}: {setting.title} ({' '.join(overrides)})", file=sys.stderr)
-    t0 = time.perf_counter()
-    runs: list[ComparisonRun] = []
-    for label, hp in variants:
-        cfg_v = dataclasses.replace(cfg, hp={ALGO: dict(hp)})
-        try:
-            done = run_comparison(cfg_v, [ALGO], list(range(opts.seeds)), None,
-                                  progress=not opts.quiet, log=lambda m: print(m, file=sys.stderr))
-        except DatasetNotFoundError as err:
-            (out_root / f"{setting.name}.md").write_text(f"# {setting.title}\n\nSkipped: {err}\n")
-            print(f"[{BENCH}] {setting.name}: skipped ({err})", file=sys.stderr)
-            return None
-        print(f"[{BENCH}]   variant {label}: hp.{ALGO} = {hp}", file=sys.stderr)
-        runs += [dataclasses.replace(r, algorithm=label) for r in done]
-    title = f"pFedGM ablations: {setting.title}"
-    table = write_comparison(runs, run_dir, title, command)
-    minutes = (time.perf_counter() - t0) / 60
-    legend = "\n".join(f"- {label}: `{' '.join(f'hp.{ALGO}.{k}={v}' for k, v in hp.items()) or 'defaults'}`"
-                       for label, hp in variants)
-    text = setting_markdown(setting, title, command, overrides, opts, minutes, table, f"Variants:\n{legend}\n\n")
-    (out_root / f"{setting.name}.md").write_text(text)
-    print(table)
-    return runs
+def ablation_variants(variants: list[tuple[str, dict[str, Any]]] = VARIANTS) -> list[Variant]:
+    """Each (label, hp) as a pFedGM variant with ``hp.pfedgm.*`` overrides."""
+    return [Variant(label, ALGO, tuple(f"hp.{ALGO}.{k}={v}" for k, v in hp.items())) for label, hp in variants]
 
 
 def run(opts: BenchOptions) -> int:
@@ -96,7 +60,5 @@ def run(opts: BenchOptions) -> int:
         raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {', '.join(sorted(names))}")
     if opts.algos:
         print(f"[{BENCH}] --algos is ignored: every pFedGM variant runs", file=sys.stderr)
-    for s in SETTINGS:
-        if not opts.settings or s.name in opts.settings:
-            run_setting(s, opts)
+    run_suite(BENCH, SETTINGS, ablation_variants(), opts, title_prefix="pFedGM ablations: ", legend=True)
     return 0

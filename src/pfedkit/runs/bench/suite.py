@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import DatasetNotFoundError
-from pfedkit.runs.compare import ComparisonRun, run_comparison, write_comparison
+from pfedkit.runs.compare import ComparisonRun, run_variants, write_comparison
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class BenchOptions:
     algos: tuple[str, ...] = ()     # empty = the benchmark's default list
     quiet: bool = True
     command: str = ""
+    workers: int = 1                # processes running (seed, variant) pairs in parallel
 
 
 @dataclass(frozen=True)
@@ -37,10 +38,31 @@ class Setting:
     note: str = ""
 
 
-def run_suite(bench: str, settings: list[Setting], algos: list[str], opts: BenchOptions,
-              base_config: str | None = None) -> dict[str, list[ComparisonRun]]:
-    """Run every selected setting; write ``<out>/<bench>/<setting>.md`` and, in ``<setting>/``, the
-    table, per-run summaries (``summary.json``) and the curves (per-round files are not kept).
+@dataclass(frozen=True)
+class Variant:
+    """One row of a benchmark table: a label, the algorithm and its own config overrides (model
+    options, hyper-parameters), applied after the setting's."""
+
+    label: str
+    algorithm: str
+    overrides: tuple[str, ...] = ()
+
+    def legend(self) -> str:
+        """``- label: algorithm=... overrides`` for the page's legend."""
+        return f"- {self.label}: `{' '.join((f'algorithm={self.algorithm}', *self.overrides))}`"
+
+
+def variants_of(algorithms: list[str]) -> list[Variant]:
+    """One plain variant per algorithm (label = name, no extra overrides)."""
+    return [Variant(a, a) for a in algorithms]
+
+
+def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts: BenchOptions,
+              base_config: str | None = None, title_prefix: str = "", legend: bool = False
+              ) -> dict[str, list[ComparisonRun]]:
+    """Run every selected setting x variant x seed; write ``<out>/<bench>/<setting>.md`` and, in
+    ``<setting>/``, the table, per-run summaries (``summary.json``) and the curves (per-round
+    files are not kept). With ``legend`` the page lists each variant's overrides.
 
     A setting whose dataset files are missing is skipped with a note in ``<setting>.md``.
     """
@@ -51,21 +73,26 @@ def run_suite(bench: str, settings: list[Setting], algos: list[str], opts: Bench
     done: dict[str, list[ComparisonRun]] = {}
     for s in chosen:
         overrides = list(s.overrides) + (list(s.gpu_overrides) if opts.scale == "gpu" else [])
-        cfg = load_config(base_config, overrides + [f"output={out_root / s.name}"])
+        configs = {v.label: load_config(base_config, overrides + list(v.overrides) +
+                                        [f"algorithm={v.algorithm}", f"output={out_root / s.name}"])
+                   for v in variants}
         t0 = time.perf_counter()
         print(f"[{bench}] {s.name}: {s.title} ({' '.join(overrides)})", file=sys.stderr)
         run_dir = out_root / s.name
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            runs = run_comparison(cfg, algos, list(range(opts.seeds)), None, progress=not opts.quiet,
-                                  log=lambda m: print(m, file=sys.stderr))
+            runs = run_variants(configs, list(range(opts.seeds)), None, progress=not opts.quiet,
+                                log=lambda m: print(m, file=sys.stderr), workers=opts.workers)
         except DatasetNotFoundError as err:
             (out_root / f"{s.name}.md").write_text(f"# {s.title}\n\nSkipped: {err}\n")
             print(f"[{bench}] {s.name}: skipped ({err})", file=sys.stderr)
             continue
-        table = write_comparison(runs, run_dir, s.title, command)
+        title = title_prefix + s.title
+        table = write_comparison(runs, run_dir, title, command)
         minutes = (time.perf_counter() - t0) / 60
-        (out_root / f"{s.name}.md").write_text(setting_markdown(s, s.title, command, overrides, opts, minutes, table))
+        preamble = "Variants:\n" + "\n".join(v.legend() for v in variants) + "\n\n" if legend else ""
+        (out_root / f"{s.name}.md").write_text(setting_markdown(s, title, command, overrides, opts, minutes, table,
+                                                                preamble))
         print(table)
         done[s.name] = runs
     return done
