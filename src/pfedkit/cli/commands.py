@@ -133,11 +133,13 @@ def cmd_bench(args: argparse.Namespace, command: str) -> int:
         raise ConfigError(f"unknown benchmark {args.name!r}; choose one of {', '.join(sorted(BENCHMARKS))}")
     if args.seeds < 1:
         raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
+    if args.workers < 1:
+        raise ConfigError(f"--workers={args.workers} is out of range; allowed [1, inf]")
     split = lambda text: tuple(v.strip() for v in text.split(",") if v.strip())  # noqa: E731
     for a in split(args.algos):
         algorithm_class(a)
     opts = BenchOptions(scale=args.scale, seeds=args.seeds, out=Path(args.out), settings=split(args.settings),
-                        algos=split(args.algos), quiet=not args.progress, command=command)
+                        algos=split(args.algos), quiet=not args.progress, command=command, workers=args.workers)
     return importlib.import_module(BENCHMARKS[args.name]).run(opts)
 
 
@@ -194,4 +196,67 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name, options in sections_of("model").items():
             fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(options))
             print(f"  {name:<11} {fields}")
+    return 0
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    """Pretrain (or reuse) the offline backbone for the config's data; print its path and the
+    frozen-feature linear-probe accuracy on the target (pretrained and random-init)."""
+    import os
+    import shutil
+    import time
+
+    import torch
+
+    from pfedkit.runs import pretrain as pt
+
+    cfg = load_config(args.config, args.overrides if args.config else [*pt.DEFAULT_TARGET, *args.overrides])
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None and (out.suffix != ".safetensors" or out.is_dir()):
+        raise ConfigError(f"--out={args.out!r} must be a file path ending in .safetensors")
+    if args.threads < 0:
+        raise ConfigError(f"--threads={args.threads} is out of range; allowed [0, inf]")
+    options = pt.PretrainOptions.for_scale(args.scale, source=args.source or None, preset=args.preset or None,
+                                           epochs=args.epochs, samples=args.samples, seed=args.seed,
+                                           device=cfg.device, data_root=cfg.data.root, target=cfg.data)
+    pt.check_options(options)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
+    if args.scale == "gpu" and cfg.device == "cpu":
+        log("pretrain: --scale gpu with device=cpu; add device=cuda (or device=auto) to train on a GPU")
+    path = pt.pretrain_backbone(options, log)
+    print(f"checkpoint: {path}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, out)
+        print(f"copied to: {out}")
+    if not args.no_probe:
+        start = time.perf_counter()
+        probe = pt.linear_probe(path, cfg, cfg.device)
+        floor = pt.linear_probe(pt.random_backbone(options.preset, options.seed), cfg, cfg.device)
+        print(f"linear probe on {cfg.data.dataset} ({cfg.data.num_clients} clients, {describe_partition(cfg)}; "
+              f"{probe.num_train} train / {probe.num_test} test images pooled): "
+              f"pretrained {100 * probe.test_accuracy:.2f} % (C={probe.C:g}), "
+              f"random init {100 * floor.test_accuracy:.2f} % (C={floor.C:g}) "
+              f"[{time.perf_counter() - start:.0f} s]")
+    print(f"use it: model.vit.checkpoint={out or path}")
+    return 0
+
+
+def cmd_flower_app(args: argparse.Namespace) -> int:
+    """Write a Flower app folder for the config (docs/deploy.md) and say how to launch it."""
+    cfg = load_validated(args)
+    try:
+        from pfedkit.runs.flower_app import write_app
+    except ImportError as err:
+        raise ConfigError(f"the Flower engine needs Flower: pip install 'pfedkit[flower]' ({err})") from None
+    out = prepare_output_dir(Path(cfg.output), args.overwrite, resume=False)
+    app = write_app(cfg, Path(args.app))
+    print(f"Flower app for {cfg.algorithm} ({cfg.data.num_clients} clients, {cfg.train.rounds} rounds) in {app}; "
+          f"the ServerApp writes results to {out.resolve()}")
+    print(f"next: one SuperNode per client with --node-config 'partition-id=K' (K = 0..{cfg.data.num_clients - 1}), "
+          f"then: flwr run {app} CONNECTION --stream   (docs/deploy.md)")
     return 0

@@ -1,4 +1,4 @@
-"""``pfedkit`` command line: list | run | compare | partition | bench.
+"""``pfedkit`` command line: list | run | compare | partition | bench | pretrain | flower.
 
 Every user error (bad config key or value, missing data, infeasible partition, existing results
 folder) prints one line ``pfedkit: error: ...`` and exits with code 2, before any work starts.
@@ -18,6 +18,9 @@ EXAMPLES = """examples:
   pfedkit run configs/demo.yaml algorithm=fedavg train.rounds=5
   pfedkit compare configs/demo.yaml --algos local,fedavg,fedavg_ft --seeds 3
   pfedkit partition configs/demo.yaml partition.alpha=0.1 --plot
+  pfedkit pretrain configs/bpt_digits_md.yaml --scale cpu   # offline ViT backbone, cached
+  pfedkit run configs/demo.yaml engine=flower-sim            # the same run in Flower's Ray simulation
+  pfedkit flower app configs/demo.yaml algorithm=pfedgm --app flower-app   # deploy: docs/deploy.md
 """
 
 
@@ -69,6 +72,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--settings", default="", help="comma-separated subset of the benchmark's settings")
     bench.add_argument("--algos", default="", help="comma-separated algorithms (default: the benchmark's list)")
     bench.add_argument("--progress", action="store_true", help="per-round progress output")
+    bench.add_argument("--workers", type=int, default=1, help="processes running (seed, method) pairs in parallel")
+
+    pre = sub.add_parser("pretrain", help="pretrain the offline ViT backbone on a source disjoint from the clients",
+                         description="Train a ViT preset + linear head on a source dataset whose images are "
+                                     "disjoint from the target's (the CONFIG's data; without CONFIG: digits-md, "
+                                     "domain-dirichlet, 20 clients); cache the backbone under $PFEDKIT_CACHE/backbones "
+                                     "(default ~/.cache/pfedkit/backbones) by recipe hash, reuse it when it exists; "
+                                     "report the frozen-feature linear-probe accuracy on the target's pooled test "
+                                     "splits, and that of a random backbone of the same preset. See docs/pretrain.md.")
+    add_config_arguments(pre, results=False)
+    pre.add_argument("--source", default="",
+                     help="source(s) joined by '+': fashion-mnist, syndigits, or any dataset of `pfedkit list` "
+                          "(default: the scale's; cpu: syndigits, gpu: fashion-mnist+syndigits)")
+    pre.add_argument("--scale", choices=("cpu", "gpu"), default="cpu",
+                     help="cpu: vit_cpu_tiny, 10k images, 8 epochs, about 5 min of training on 2 cores "
+                          "(default); gpu: vit_cpu_small, 130k images, 40 epochs (set device=cuda)")
+    pre.add_argument("--preset", default="", help="ViT preset instead of the scale's")
+    pre.add_argument("--epochs", type=int, default=None, help="epochs instead of the scale's")
+    pre.add_argument("--samples", type=int, default=None, help="source images in all instead of the scale's (0 = all)")
+    pre.add_argument("--seed", type=int, default=0, help="pretraining seed (default 0)")
+    pre.add_argument("--threads", type=int, default=0, help="torch CPU threads (default 0: torch's default)")
+    pre.add_argument("--out", default="", help="also copy the checkpoint to this .safetensors path")
+    pre.add_argument("--no-probe", action="store_true", help="skip the linear-probe report")
+
+    flower = sub.add_parser("flower", help="run a config on Flower across machines (docs/deploy.md)",
+                            description="Deploy a config on Flower: `pfedkit flower app` writes the app folder that "
+                                        "`flwr run` submits to a SuperLink; every site runs `flower-supernode` "
+                                        "with --node-config 'partition-id=K'. See docs/deploy.md.")
+    flower_sub = flower.add_subparsers(dest="flower_command", required=True, metavar="SUBCOMMAND")
+    app = flower_sub.add_parser("app", help="write the Flower app folder (pyproject.toml) of a config",
+                                description="Resolve the config (with overrides) and write APP/pyproject.toml: "
+                                            "pfedkit's ServerApp and ClientApp with the config embedded; results "
+                                            "go to the config's output folder on the SuperLink's machine.")
+    add_config_arguments(app, results=False)
+    app.add_argument("--app", required=True, metavar="DIR", help="folder to write the app into")
+    app.add_argument("--overwrite", action="store_true", help="allow an output folder that already has results")
     return parser
 
 
@@ -127,6 +166,14 @@ def main(argv: list[str] | None = None) -> int:
             from pfedkit.cli.commands import cmd_bench
 
             return cmd_bench(args, "pfedkit " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:])))
+        if args.command == "flower":
+            from pfedkit.cli.commands import cmd_flower_app
+
+            return cmd_flower_app(args)
+        if args.command == "pretrain":
+            from pfedkit.cli.commands import cmd_pretrain
+
+            return cmd_pretrain(args)
     except PfedkitError as err:
         print(f"pfedkit: error: {err}", file=sys.stderr)
         return 2

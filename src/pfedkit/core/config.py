@@ -163,6 +163,18 @@ class TrainSettings:
 
 
 @dataclass
+class FlowerConfig:
+    """The Flower engine's waits and Ray resources (``flower.*``); see docs/deploy.md."""
+
+    round_timeout: float = param(600.0, lo=0.0, lo_open=True,
+                                 doc="seconds a round (and an evaluation) waits for replies; later ones are left out")
+    connect_timeout: float = param(120.0, lo=0.0, lo_open=True,
+                                   doc="seconds the server waits for every client's node to connect")
+    client_cpus: float = param(1.0, lo=0.0, lo_open=True, doc="flower-sim: CPUs Ray reserves per client")
+    ray_cpus: int = param(0, lo=0, doc="flower-sim: CPUs Ray may use (0 = all of the machine's)")
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs. ``hp`` maps an algorithm name to its hyper-parameters."""
 
@@ -174,10 +186,14 @@ class RunConfig:
     output: str = param("results/run")
     eval_every: int = param(1, lo=1, hi=100_000)
     checkpoint_every: int = param(0, lo=0, doc="save a checkpoint every N rounds (0 = off)")
+    engine: str = param("simulate", choices=("simulate", "flower-sim"),
+                        doc="simulate = the in-process simulator; flower-sim = Flower's Ray simulation "
+                            "(pip install 'pfedkit[flower]'); deployments: `pfedkit flower app`")
     data: DataConfig = field(default_factory=DataConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
+    flower: FlowerConfig = field(default_factory=FlowerConfig)
     hp: dict[str, Any] = param({}, sections="algorithm", doc="per-algorithm hyper-parameters, e.g. hp.fedprox.mu")
 
     def hparams(self, algorithm: str | None = None) -> Any:

@@ -138,16 +138,7 @@ class Simulator:
             states[k] = self._off_device(update.state)
             updates.append(update)
         server = self.algo.aggregate(server, updates, r)
-        losses = [u.metrics.get("train_loss", float("nan")) for u in updates]
-        record: Record = {
-            "round": r,
-            "clients": sampled,
-            "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else float("nan"),
-            "bytes_down": bytes_down,
-            "bytes_up": sum(payload_nbytes(u.upload) for u in updates),
-            "seconds": time.perf_counter() - t0,
-        }
-        return server, states, record
+        return server, states, round_record(r, sampled, updates, bytes_down, t0)
 
     def evaluate_all(self, server: Payload, states: list[Payload], r: int) -> dict[str, Any]:
         """Evaluate every client's personal model.
@@ -160,25 +151,47 @@ class Simulator:
         clients with their ids under ``clients``. Plain lists, JSON-serialisable.
         """
         bcast = self.algo.broadcast(server, r)
-        ev: dict[str, Any] = {f"{s}_{key}": [] for s in SPLITS for key in ("correct", "n")}
-        ev |= {f"{s}_ece": [] for s in SPLITS}
-        pooled = {s: CalibrationBins() for s in SPLITS}
-        heldout = [c.client_id for c in self.clients if c.heldout]
-        pooled_heldout = {s: CalibrationBins() for s in SPLITS}
+        results = []
         for c in self.clients:
             ctx = RoundContext(r, c.client_id, torch_generator(self.s.seed, r, c.client_id, 0xE7A1), self.device)
-            res = evaluate_client(self.algo, self.algo.for_client(bcast, c.client_id), states[c.client_id], c, ctx)
-            for s in SPLITS:
-                bins = res[f"{s}_calib"]
-                assert isinstance(bins, CalibrationBins)
-                ev[f"{s}_correct"].append(res[f"{s}_correct"])
-                ev[f"{s}_n"].append(res[f"{s}_n"])
-                ev[f"{s}_ece"].append(bins.ece())
-                pooled[s] = pooled[s] + bins
-                if c.heldout:
-                    pooled_heldout[s] = pooled_heldout[s] + bins
+            results.append(evaluate_client(self.algo, self.algo.for_client(bcast, c.client_id), states[c.client_id],
+                                           c, ctx))
+        return pool_evaluations(results, [c.client_id for c in self.clients if c.heldout])
+
+
+def round_record(r: int, sampled: list[int], updates: list[ClientUpdate], bytes_down: int, t0: float) -> Record:
+    """A training round's record: its clients, the mean of their ``train_loss`` metrics, the
+    payload bytes sent and received, and the seconds since ``t0`` (a ``time.perf_counter()``)."""
+    losses = [u.metrics.get("train_loss", float("nan")) for u in updates]
+    return {
+        "round": r,
+        "clients": sampled,
+        "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else float("nan"),
+        "bytes_down": bytes_down,
+        "bytes_up": sum(payload_nbytes(u.upload) for u in updates),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def pool_evaluations(results: list[dict[str, Any]], heldout: list[int]) -> dict[str, Any]:
+    """The ``eval`` entry of a record from every client's `evaluate_client` result, in client-id
+    order (see `Simulator.evaluate_all`); ``heldout`` lists the held-out clients' ids."""
+    ev: dict[str, Any] = {f"{s}_{key}": [] for s in SPLITS for key in ("correct", "n")}
+    ev |= {f"{s}_ece": [] for s in SPLITS}
+    pooled = {s: CalibrationBins() for s in SPLITS}
+    pooled_heldout = {s: CalibrationBins() for s in SPLITS}
+    for k, res in enumerate(results):
         for s in SPLITS:
-            ev[f"{s}_calib"] = pooled[s].to_dict()
-            if heldout:
-                ev[f"{s}_calib_heldout"] = {"clients": heldout, **pooled_heldout[s].to_dict()}
-        return ev
+            bins = res[f"{s}_calib"]
+            assert isinstance(bins, CalibrationBins)
+            ev[f"{s}_correct"].append(res[f"{s}_correct"])
+            ev[f"{s}_n"].append(res[f"{s}_n"])
+            ev[f"{s}_ece"].append(bins.ece())
+            pooled[s] = pooled[s] + bins
+            if k in heldout:
+                pooled_heldout[s] = pooled_heldout[s] + bins
+    for s in SPLITS:
+        ev[f"{s}_calib"] = pooled[s].to_dict()
+        if heldout:
+            ev[f"{s}_calib_heldout"] = {"clients": heldout, **pooled_heldout[s].to_dict()}
+    return ev

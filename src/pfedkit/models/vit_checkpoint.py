@@ -28,7 +28,8 @@ def load_timm_checkpoint(path: str | Path, num_heads: int | None = None) -> Prom
     Args:
         path: a ``.safetensors`` file, or a ``.pth`` / ``.pt`` / ``.bin`` torch file holding a
             state dict (bare, or under ``"model"`` or ``"state_dict"``).
-        num_heads: attention heads per block; default embed_dim // 64.
+        num_heads: attention heads per block; default: the ``num_heads`` a ``.safetensors``
+            file records in its metadata (as `pfedkit pretrain` writes it), else embed_dim // 64.
     Returns:
         The model on CPU in float32, not frozen (call ``.freeze()``); its classifier head
         (``head.*``) is dropped.
@@ -38,6 +39,8 @@ def load_timm_checkpoint(path: str | Path, num_heads: int | None = None) -> Prom
     """
     path = Path(path)
     state = _read_state_dict(path)
+    if num_heads is None:
+        num_heads = _recorded_num_heads(path)
     spec = _infer_spec(path, state, num_heads)
     model = PromptedViT(spec)
     try:
@@ -45,6 +48,17 @@ def load_timm_checkpoint(path: str | Path, num_heads: int | None = None) -> Prom
     except RuntimeError as exc:
         raise ConfigError(f"{path}: does not match a ViT of {spec}: {_one_line(exc)}") from None
     return model
+
+
+def _recorded_num_heads(path: Path) -> int | None:
+    """``num_heads`` from a .safetensors header's metadata, if the file records it."""
+    if path.suffix.lower() != ".safetensors":
+        return None
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        heads = (f.metadata() or {}).get("num_heads")
+    return int(heads) if heads and heads.isdigit() else None
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -9,6 +9,7 @@ import torch
 from pfedkit.algorithms.registry import build_algorithm
 from pfedkit.algorithms.toolkit.frozen_features import feature_client
 from pfedkit.core.config import RunConfig, to_dict
+from pfedkit.core.errors import ConfigError
 from pfedkit.core.seeding import derive_seed
 from pfedkit.data.client_data import ClientData
 from pfedkit.data.setup import FederatedData, build_federated_data
@@ -45,7 +46,17 @@ def on_frozen_features(model: PromptedClassifier, clients: list[ClientData], dev
 def simulate_config(cfg: RunConfig, fed: FederatedData | None = None, out_dir: Path | None = None,
                     resume: bool = False, progress: bool = True) -> SimulationResult:
     """Run ``cfg.algorithm`` on the configured data (or the given ``fed``), writing results to
-    ``out_dir`` when given (config, metrics.jsonl, summary.json, curve.png, checkpoint.pt)."""
+    ``out_dir`` when given (config, metrics.jsonl, summary.json, curve.png, checkpoint.pt).
+    With ``engine=flower-sim`` the run goes through Flower's Ray simulation instead
+    (`pfedkit.runs.flower_app.simulate_with_flower`; same results folder, no checkpoints)."""
+    if cfg.engine == "flower-sim":
+        if resume or cfg.checkpoint_every or fed is not None:
+            raise ConfigError("engine=flower-sim runs one algorithm per `pfedkit run`, each client's data and "
+                              "personal state on its own node: compare, --resume and checkpoint_every need "
+                              "engine=simulate")
+        from pfedkit.runs.flower_app import simulate_with_flower
+
+        return simulate_with_flower(cfg, out_dir, progress)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     fed = fed or build_federated_data(cfg.data, cfg.partition, cfg.seed)
