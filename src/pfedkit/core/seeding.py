@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import numpy as np
 import torch
+
+T = TypeVar("T")
 
 
 def derive_seed(*keys: int) -> int:
@@ -22,3 +26,11 @@ def torch_generator(*keys: int) -> torch.Generator:
 def numpy_generator(*keys: int) -> np.random.Generator:
     """A numpy Generator seeded from the keys."""
     return np.random.default_rng(derive_seed(*keys))
+
+
+def built_with_seed(seed: int, build: Callable[[], T]) -> T:
+    """``build()`` with torch's CPU RNG seeded by ``seed`` and restored afterwards, so what it
+    initialises depends on ``seed`` alone and the global RNG is untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build()

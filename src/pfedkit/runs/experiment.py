@@ -10,7 +10,7 @@ from pfedkit.algorithms.registry import build_algorithm
 from pfedkit.algorithms.toolkit.frozen_features import feature_client
 from pfedkit.core.config import RunConfig, to_dict
 from pfedkit.core.errors import ConfigError
-from pfedkit.core.seeding import derive_seed
+from pfedkit.core.seeding import built_with_seed, derive_seed
 from pfedkit.data.client_data import ClientData
 from pfedkit.data.setup import FederatedData, build_federated_data
 from pfedkit.engines.callbacks import Callback, Checkpointer
@@ -26,9 +26,8 @@ def seeded_model(cfg: RunConfig, input_shape: tuple[int, int, int], num_classes:
     """The configured model with weights drawn from a generator seeded by ``cfg.seed`` only,
     so every algorithm of a comparison starts from the same weights (global RNG untouched)."""
     m = cfg.model
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(cfg.seed, 0xD0DE))
-        return build_model(m.name, input_shape, num_classes, m.options_for(m.name))
+    return built_with_seed(derive_seed(cfg.seed, 0xD0DE),
+                           lambda: build_model(m.name, input_shape, num_classes, m.options_for(m.name)))
 
 
 def on_frozen_features(model: PromptedClassifier, clients: list[ClientData], device: torch.device

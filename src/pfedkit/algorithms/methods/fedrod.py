@@ -16,7 +16,7 @@ from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
-from pfedkit.core.seeding import derive_seed
+from pfedkit.core.seeding import built_with_seed, derive_seed
 from pfedkit.data.client_data import ClientData
 
 PERSONAL = "rod.personal_head."
@@ -100,9 +100,8 @@ class FedRoD(Algorithm[FedRoDHParams]):
     def setup(self) -> None:
         self.hyper: LabelHyperNetwork | None = None
         if self.hp.personal == "hyper":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(derive_seed(self.seed, 0x60D))
-                self.hyper = LabelHyperNetwork(self.num_classes, self.model.feature_dim, self.hp.hyper_hidden)
+            self.hyper = built_with_seed(derive_seed(self.seed, 0x60D), lambda: LabelHyperNetwork(
+                self.num_classes, self.model.feature_dim, self.hp.hyper_hidden))
         self.personal_head: nn.Module = copy.deepcopy(self.model.head)  # one extra module, reused by every client
         with torch.no_grad():
             last = [m for m in self.personal_head.modules() if list(m.parameters(recurse=False))][-1]

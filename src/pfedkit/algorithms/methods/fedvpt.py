@@ -3,16 +3,14 @@ pFedPG, Yang et al., ICCV 2023): one shared prompt and one shared head on a froz
 
 from __future__ import annotations
 
-from typing import Any
-
 from pfedkit.algorithms.methods.fedavg import FedAvg
 from pfedkit.algorithms.protocol import NoHParams
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.prompting import is_prompted, require_prompted
+from pfedkit.algorithms.toolkit.prompting import PromptedOnly
 
 
 @register_algorithm
-class FedVPT(FedAvg[NoHParams]):
+class FedVPT(PromptedOnly, FedAvg[NoHParams]):
     """FedAvg over the trainable parts of ``model.name=vit``: the prompt tokens and the head
     (sample-weighted average). The frozen backbone is not in the model's state, so it never
     travels. Each client evaluates the global prompt and head."""
@@ -21,10 +19,3 @@ class FedVPT(FedAvg[NoHParams]):
     shares = "prompt tokens + head (FedAvg); the frozen ViT never travels"
     keeps = "nothing (evaluates the global prompt and head)"
     paper = "VPT (Jia et al., ECCV 2022) trained with FedAvg"
-
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_prompted(name, options)
-
-    def setup(self) -> None:
-        require_prompted(self.name, self.model)

@@ -22,7 +22,7 @@ from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload, weighted_average
-from pfedkit.core.seeding import derive_seed
+from pfedkit.core.seeding import built_with_seed, derive_seed
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
 
@@ -103,9 +103,8 @@ class GPFL(Algorithm[GPFLHParams]):
 
     def setup(self) -> None:
         d = self.model.feature_dim
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, 0x6F71))
-            self.extra = nn.ModuleDict({"gce": nn.Embedding(self.num_classes, d), "cov": ConditionalValve(d)})
+        self.extra = built_with_seed(derive_seed(self.seed, 0x6F71), lambda: nn.ModuleDict(
+            {"gce": nn.Embedding(self.num_classes, d), "cov": ConditionalValve(d)}))
         self._extra_refs = {PREFIX + k: v for k, v in self.extra.state_dict(keep_vars=False).items()}
         self.head_keys = self.keys("head")
         self.body_keys = self.keys("body")

@@ -3,17 +3,15 @@ local linear head per client (``local_probe``); the image features e(x) are comp
 
 from __future__ import annotations
 
-from typing import Any
-
 from pfedkit.algorithms.methods.fedavg import FedAvg
 from pfedkit.algorithms.methods.local import Local
 from pfedkit.algorithms.protocol import NoHParams
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.prompting import is_frozen_probe, require_frozen_features
+from pfedkit.algorithms.toolkit.prompting import FrozenFeaturesOnly
 
 
 @register_algorithm
-class LinearProbe(FedAvg[NoHParams]):
+class LinearProbe(FrozenFeaturesOnly, FedAvg[NoHParams]):
     """FedAvg of a linear head on the cached prompt-free [CLS] features of a frozen ViT."""
 
     name = "linear_probe"
@@ -21,27 +19,12 @@ class LinearProbe(FedAvg[NoHParams]):
     keeps = "nothing (evaluates the global head)"
     paper = "linear probing of a frozen backbone, federated with FedAvg"
 
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_frozen_probe(name, options)
-
-    def setup(self) -> None:
-        require_frozen_features(self.name, self.model)
-
 
 @register_algorithm
-class LocalProbe(Local):
+class LocalProbe(FrozenFeaturesOnly, Local):
     """A linear head per client on the cached frozen features; nothing is shared."""
 
     name = "local_probe"
     shares = "nothing"
     keeps = "linear head on frozen features"
     paper = "linear probing of a frozen backbone, per client"
-
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_frozen_probe(name, options)
-
-    def setup(self) -> None:
-        require_frozen_features(self.name, self.model)
-        super().setup()

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pfedkit.algorithms.methods.local import Local
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.prompting import is_prompted, require_prompted
+from pfedkit.algorithms.toolkit.prompting import PromptedOnly
 
 
 @register_algorithm
-class LocalVPT(Local):
+class LocalVPT(PromptedOnly, Local):
     """Local training on ``model.name=vit``: prompt tokens and head are personal, nothing is sent."""
 
     name = "local_vpt"
     shares = "nothing"
     keeps = "prompt tokens + head"
     paper = "VPT (Jia et al., ECCV 2022) per client"
-
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_prompted(name, options)
-
-    def setup(self) -> None:
-        require_prompted(self.name, self.model)
-        super().setup()

@@ -14,18 +14,17 @@ client, so the server can create them lazily without knowing the number of clien
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.prompting import is_prompted, require_prompted
+from pfedkit.algorithms.toolkit.prompting import PromptedOnly, require_prompted
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
-from pfedkit.core.seeding import derive_seed, torch_generator
+from pfedkit.core.seeding import built_with_seed, derive_seed, torch_generator
 from pfedkit.data.client_data import ClientData
 
 GEN = "pg.gen."  # server: the generator's state_dict
@@ -62,7 +61,7 @@ class PromptGenerator(nn.Module):
 
 
 @register_algorithm
-class PFedPG(Algorithm[PFedPGHParams]):
+class PFedPG(PromptedOnly, Algorithm[PFedPGHParams]):
     """pFedPG; see the module docstring. Client k receives only its prompt ``pg.prompt``
     (L, D) (or (depth, L, D) with deep prompts), trains prompt and local head for
     ``train.local_epochs`` on cross-entropy and uploads the tuned prompt."""
@@ -74,16 +73,13 @@ class PFedPG(Algorithm[PFedPGHParams]):
     paper = ("Yang et al., Efficient Model Personalization in Federated Learning via Client-Specific Prompt "
              "Generation, ICCV 2023")
 
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_prompted(name, options)
 
     def setup(self) -> None:
+        super().setup()  # PromptedOnly: refuses any model without prompt tokens
         model = require_prompted(self.name, self.model)
         shape = tuple(model.body.tokens.shape)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(derive_seed(self.seed, 0x9F6))
-            self.generator = PromptGenerator(self.hp.descriptor_dim, self.hp.hidden, self.hp.rank, shape)
+        self.generator = built_with_seed(derive_seed(self.seed, 0x9F6), lambda: PromptGenerator(
+            self.hp.descriptor_dim, self.hp.hidden, self.hp.rank, shape))
         self.head_keys = self.keys("head")
         self._initial_head = self.snapshot(self.head_keys)
 

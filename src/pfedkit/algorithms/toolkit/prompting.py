@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -33,3 +33,34 @@ def require_frozen_features(method: str, model: SplitModel) -> SplitModel:
     if not isinstance(model.body, nn.Identity):
         raise ConfigError(f"{method} is a linear probe on frozen features: set model.name=vit and model.vit.prompts=0")
     return model
+
+
+class PromptedOnly:
+    """Mixin (list it before the algorithm base) for methods that tune prompts: they run only on
+    ``model.name=vit`` with prompt tokens, and refuse any other model at construction."""
+
+    name: ClassVar[str]
+    model: SplitModel
+
+    @classmethod
+    def supports_model(cls, name: str, options: Any) -> bool:
+        return is_prompted(name, options)
+
+    def setup(self) -> None:
+        require_prompted(self.name, self.model)
+        super().setup()  # type: ignore[misc]
+
+
+class FrozenFeaturesOnly:
+    """Mixin for linear probes: they run only on cached frozen features (``model.vit.prompts=0``)."""
+
+    name: ClassVar[str]
+    model: SplitModel
+
+    @classmethod
+    def supports_model(cls, name: str, options: Any) -> bool:
+        return is_frozen_probe(name, options)
+
+    def setup(self) -> None:
+        require_frozen_features(self.name, self.model)
+        super().setup()  # type: ignore[misc]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import sys
 
 from pfedkit.core.errors import ConfigError
-from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, run_suite
+from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, check_settings, run_suite
 from pfedkit.runs.pretrain import PretrainOptions, pretrain_backbone
 
 BENCH = "bpt"
@@ -81,10 +81,7 @@ def with_backbone(settings: list[Setting], scale: str) -> list[Setting]:
 
 def run(opts: BenchOptions) -> int:
     """Run the selected settings (all by default) with every method (or ``opts.algos``)."""
-    names = {s.name for s in SETTINGS}
-    unknown = [s for s in opts.settings if s not in names]
-    if unknown:
-        raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {', '.join(sorted(names))}")
+    check_settings(BENCH, SETTINGS, opts)
     variants = default_variants(opts.algos)
     run_suite(BENCH, with_backbone(SETTINGS, opts.scale), variants, opts, legend=True)
     return 0

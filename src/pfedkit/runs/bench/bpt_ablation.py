@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import sys
 
-from pfedkit.core.errors import ConfigError
 from pfedkit.runs.bench.bpt import SETTINGS as BPT_SETTINGS
 from pfedkit.runs.bench.bpt import with_backbone
-from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, run_suite
+from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, check_settings, run_suite
 
 BENCH = "bpt-ablation"
 ALGO = "pfedbayespt"
@@ -25,7 +24,7 @@ def _v(label: str, *overrides: str) -> Variant:
 
 
 VARIANTS = [
-    _v("pfedbayespt (defaults: K=8, S=8, L=10, shallow, shared head)"),
+    _v("pfedbayespt (defaults: K=8, S=8, L=10, shallow, local head)"),
     _v("deterministic instance generator (no prior, no KL)", "hp.pfedbayespt.posterior=deterministic"),
     _v("explicit-only Gaussian posterior (no implicit mixing)", "hp.pfedbayespt.posterior=explicit"),
     _v("K = 1", "hp.pfedbayespt.K=1"),
@@ -34,9 +33,9 @@ VARIANTS = [
     _v("mean prompt (eps = xi = 0)", "hp.pfedbayespt.predict=mean"),
     _v("L = 4", "model.vit.prompts=4"),
     _v("deep prompts", "model.vit.deep=true"),
-    _v("local head", "hp.pfedbayespt.head=local"),
+    _v("shared head", "hp.pfedbayespt.head=shared"),
 ]
-"""Rows; the defaults' row stands for K = 8, S = 8, L = 10, shallow and shared head."""
+"""Rows; the defaults' row stands for K = 8, S = 8, L = 10, shallow and local head."""
 
 _BY_NAME = {s.name: s for s in BPT_SETTINGS}
 SETTINGS: list[Setting] = [_BY_NAME["md-mix0.1"], _BY_NAME["md-mix1.0"]]
@@ -44,10 +43,7 @@ SETTINGS: list[Setting] = [_BY_NAME["md-mix0.1"], _BY_NAME["md-mix1.0"]]
 
 def run(opts: BenchOptions) -> int:
     """Run every variant on the selected settings (both by default)."""
-    names = {s.name for s in SETTINGS}
-    unknown = [s for s in opts.settings if s not in names]
-    if unknown:
-        raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {', '.join(sorted(names))}")
+    check_settings(BENCH, SETTINGS, opts)
     if opts.algos:
         print(f"[{BENCH}] --algos is ignored: every pFedBayesPT variant runs", file=sys.stderr)
     run_suite(BENCH, with_backbone(SETTINGS, opts.scale), VARIANTS, opts, title_prefix="pFedBayesPT ablations: ",

@@ -18,9 +18,8 @@ Scales:
 from __future__ import annotations
 
 from pfedkit.algorithms.registry import algorithms_for_model
-from pfedkit.core.errors import ConfigError
 from pfedkit.models.cnn import CNNOptions
-from pfedkit.runs.bench.suite import BenchOptions, Setting, run_suite, variants_of
+from pfedkit.runs.bench.suite import BenchOptions, Setting, check_settings, run_suite, variants_of
 
 BENCH = "gm"
 
@@ -84,11 +83,7 @@ def default_algorithms() -> list[str]:
 
 def run(opts: BenchOptions) -> int:
     """Run the selected settings (all by default) with ``opts.algos`` or every algorithm."""
-    names = {s.name for s in SETTINGS}
-    unknown = [s for s in opts.settings if s not in names]
-    if unknown:
-        valid = ", ".join(s.name for s in SETTINGS)
-        raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {valid}")
+    check_settings(BENCH, SETTINGS, opts)
     algos = list(opts.algos) or default_algorithms()
     run_suite(BENCH, SETTINGS, variants_of(algos), opts)
     return 0

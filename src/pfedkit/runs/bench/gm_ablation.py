@@ -12,9 +12,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from pfedkit.core.errors import ConfigError
 from pfedkit.runs.bench.gm import SETTINGS as GM_SETTINGS
-from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, run_suite
+from pfedkit.runs.bench.suite import BenchOptions, Setting, Variant, check_settings, run_suite
 
 BENCH = "gm-ablation"
 ALGO = "pfedgm"
@@ -54,10 +53,7 @@ def ablation_variants(variants: list[tuple[str, dict[str, Any]]] = VARIANTS) -> 
 
 def run(opts: BenchOptions) -> int:
     """Run the ablations on the selected settings (both by default)."""
-    names = {s.name for s in SETTINGS}
-    unknown = [s for s in opts.settings if s not in names]
-    if unknown:
-        raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {BENCH} has {', '.join(sorted(names))}")
+    check_settings(BENCH, SETTINGS, opts)
     if opts.algos:
         print(f"[{BENCH}] --algos is ignored: every pFedGM variant runs", file=sys.stderr)
     run_suite(BENCH, SETTINGS, ablation_variants(), opts, title_prefix="pFedGM ablations: ", legend=True)

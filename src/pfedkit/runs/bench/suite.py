@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pfedkit.core.config import load_config
-from pfedkit.core.errors import DatasetNotFoundError
+from pfedkit.core.errors import ConfigError, DatasetNotFoundError
 from pfedkit.runs.compare import ComparisonRun, run_variants, write_comparison
 
 
@@ -55,6 +55,14 @@ class Variant:
 def variants_of(algorithms: list[str]) -> list[Variant]:
     """One plain variant per algorithm (label = name, no extra overrides)."""
     return [Variant(a, a) for a in algorithms]
+
+
+def check_settings(bench: str, settings: list[Setting], opts: BenchOptions) -> None:
+    """ConfigError naming any ``--settings`` name the benchmark does not have (before any work)."""
+    names = [s.name for s in settings]
+    unknown = [s for s in opts.settings if s not in names]
+    if unknown:
+        raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {bench} has {', '.join(names)}")
 
 
 def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts: BenchOptions,
