@@ -103,16 +103,21 @@ class DataConfig:
         layer declares them); `pfedkit.data.domains.corruption_domains` checks again when used."""
         if "data.domain_corruptions" not in _CHOICES:
             return
-        allowed = choices_of("data.domain_corruptions")
-        names = [n.strip() for n in str(self.domain_corruptions).split(",") if n.strip()]
-        what = f"data.domain_corruptions={self.domain_corruptions!r}"
-        if not names:
-            raise ConfigError(f"{what}: no domain given; list comma-separated names from {', '.join(allowed)}")
-        for i, name in enumerate(names):
-            if name not in allowed:
-                raise ConfigError(f"{what}: unknown corruption {name!r}; choose from {', '.join(allowed)}")
-            if name in names[:i]:
-                raise ConfigError(f"{what}: {name!r} is listed twice; each domain must be named once")
+        names = tuple(n.strip() for n in str(self.domain_corruptions).split(",") if n.strip())
+        check_domain_names(names, choices_of("data.domain_corruptions"),
+                           f"data.domain_corruptions={self.domain_corruptions!r}")
+
+
+def check_domain_names(names: Sequence[str], allowed: Sequence[str], what: str) -> None:
+    """One-line ConfigError (prefixed by ``what``) when ``names`` is empty, names something not in
+    ``allowed`` or names a domain twice."""
+    if not names:
+        raise ConfigError(f"{what}: no domain given; list comma-separated names from {', '.join(allowed)}")
+    for i, name in enumerate(names):
+        if name not in allowed:
+            raise ConfigError(f"{what}: unknown corruption {name!r}; choose from {', '.join(allowed)}")
+        if name in names[:i]:
+            raise ConfigError(f"{what}: {name!r} is listed twice; each domain must be named once")
 
 
 @dataclass

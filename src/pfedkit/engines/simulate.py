@@ -65,7 +65,27 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class Simulator:
+class RoundEvents:
+    """What every engine does around its rounds: keep the history, tell the callbacks, summarise."""
+
+    callbacks: list[Callback]
+
+    def _end_round(self, record: Record, state: EngineState) -> None:
+        """Append the round's record to the history and tell every callback."""
+        state.history.append(record)
+        for cb in self.callbacks:
+            cb.on_round_end(record, state)
+
+    def _finish(self, history: list[Record], heldout: list[int], server: Payload, states: list[Payload]
+                ) -> SimulationResult:
+        """The run's result with its protocol summary, after telling every callback."""
+        result = SimulationResult(history, run_summary(history, heldout), server, states)
+        for cb in self.callbacks:
+            cb.on_run_end(result.history, result.summary)
+        return result
+
+
+class Simulator(RoundEvents):
     """Runs an algorithm round by round over in-memory clients.
 
     Args:
@@ -108,17 +128,7 @@ class Simulator:
             if r % self.s.eval_every == 0 or r == self.s.rounds:
                 record["eval"] = self.evaluate_all(server, states, r)
             self._end_round(record, EngineState(r, server, states, history))
-        heldout = [c.client_id for c in self.clients if c.heldout]
-        result = SimulationResult(history, run_summary(history, heldout), server, states)
-        for cb in self.callbacks:
-            cb.on_run_end(result.history, result.summary)
-        return result
-
-    def _end_round(self, record: Record, state: EngineState) -> None:
-        """Append the round's record to the history and tell every callback."""
-        state.history.append(record)
-        for cb in self.callbacks:
-            cb.on_round_end(record, state)
+        return self._finish(history, [c.client_id for c in self.clients if c.heldout], server, states)
 
     def _off_device(self, payload: Payload) -> Payload:
         """Personal state lives on the CPU between rounds (a copy when the engine runs elsewhere)."""

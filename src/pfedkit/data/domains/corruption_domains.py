@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pfedkit.core.config import DataConfig, register_choices
+from pfedkit.core.config import DataConfig, check_domain_names, register_choices
 from pfedkit.core.errors import ConfigError
 from pfedkit.core.seeding import numpy_generator, torch_generator
 from pfedkit.data.corruptions import CORRUPTIONS, corrupt
@@ -88,7 +88,7 @@ def corruption_domain_pool(pool: Pool, names: tuple[str, ...], severity: int, se
         ConfigError: the pool has domains already, or a name or the severity is not valid.
     """
     names = tuple(names)
-    _check_names(names, "corruption domains")
+    check_domain_names(names, DOMAIN_CHOICES, "corruption domains")
     require_no_domains(pool)
     if isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5:
         raise ConfigError(f"data.domain_severity={severity!r} is out of range; allowed [1, 5]")
@@ -117,7 +117,7 @@ def require_no_domains(pool: Pool) -> None:
 def domain_corruption_names(data: DataConfig) -> tuple[str, ...]:
     """The validated names of ``data.domain_corruptions``, in order (one-line ConfigError if not)."""
     names = tuple(n.strip() for n in str(data.domain_corruptions).split(",") if n.strip())
-    _check_names(names, f"data.domain_corruptions={data.domain_corruptions!r}")
+    check_domain_names(names, DOMAIN_CHOICES, f"data.domain_corruptions={data.domain_corruptions!r}")
     return names
 
 
@@ -137,13 +137,3 @@ def apply_domain_config(pool: Pool, data: DataConfig, seed: int) -> Pool:
     if data.domains == "source":
         return pool
     return corruption_domain_pool(pool, domain_corruption_names(data), data.domain_severity, seed)
-
-
-def _check_names(names: tuple[str, ...], what: str) -> None:
-    if not names:
-        raise ConfigError(f"{what}: no domain given; list comma-separated names from {', '.join(DOMAIN_CHOICES)}")
-    for i, name in enumerate(names):
-        if name not in DOMAIN_CHOICES:
-            raise ConfigError(f"{what}: unknown corruption {name!r}; choose from {', '.join(DOMAIN_CHOICES)}")
-        if name in names[:i]:
-            raise ConfigError(f"{what}: {name!r} is listed twice; each domain must be named once")

@@ -35,8 +35,9 @@ from pfedkit.engines.evaluation import SPLITS
 from pfedkit.engines.flower import messages as m
 from pfedkit.engines.flower.codec import decode_payload, encode_payload, wire_nbytes
 from pfedkit.engines.flower.validation import reference_specs, upload_problem
-from pfedkit.engines.report import Record, run_summary
+from pfedkit.engines.report import Record
 from pfedkit.engines.simulate import (
+    RoundEvents,
     SimulationResult,
     SimulationSettings,
     pool_evaluations,
@@ -83,7 +84,7 @@ AlgorithmBuilder = Callable[[Federation], Algorithm]
 """Builds the server's algorithm once the nodes said what the data looks like."""
 
 
-class FlowerServer:
+class FlowerServer(RoundEvents):
     """Runs an algorithm's server side over a Flower ``Grid``.
 
     Args:
@@ -171,15 +172,7 @@ class FlowerServer:
             if r % self.s.eval_every == 0 or r == self.s.rounds:
                 record["eval"] = self.evaluate_all(server, r)
             self._end_round(record, EngineState(r, server, [], history))
-        result = SimulationResult(history, run_summary(history, fed.heldout), server, [])
-        for cb in self.callbacks:
-            cb.on_run_end(result.history, result.summary)
-        return result
-
-    def _end_round(self, record: Record, state: EngineState) -> None:
-        state.history.append(record)
-        for cb in self.callbacks:
-            cb.on_round_end(record, state)
+        return self._finish(history, fed.heldout, server, [])
 
     def _message(self, kind: str, node: int, content: RecordDict, group: str) -> Message:
         return Message(content, dst_node_id=node, message_type=kind, group_id=group,
