@@ -74,31 +74,31 @@ def make_client_app(build: ClientBuilder) -> ClientApp:
         })
         return Message(RecordDict({m.DESCRIPTION: info}), reply_to=msg)
 
-    @app.train()
-    def train(msg: Message, context: Context) -> Message:
+    def prepare(msg: Message, context: Context, *stream: int) -> tuple[ClientSide, int, Payload, RoundContext]:
+        """(node side, client id, personal state, round context with the simulator's generator
+        keys (seed, round, client, *stream)), the workspace reset to its initial weights."""
         side = build(context)
         r = _round_for(msg, side)
         k = side.data.client_id
         state = personal_state(context, side)
-        ctx = RoundContext(r, k, torch_generator(side.seed, r, k), side.device)
         side.reset_workspace()
+        return side, k, state, RoundContext(r, k, torch_generator(side.seed, r, k, *stream), side.device)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        side, k, state, ctx = prepare(msg, context)
         update = side.algo.local_update(_incoming(msg, side), state, side.data, ctx)
         store_state(context, k, update.state)
-        control = ConfigRecord({"client_id": k, "round": r, "weight": float(update.weight)})
+        control = ConfigRecord({"client_id": k, "round": ctx.round, "weight": float(update.weight)})
         metrics = MetricRecord({key: float(v) for key, v in update.metrics.items()})
         content = RecordDict({m.UPLOAD: encode_payload(update.upload), m.CONTROL: control, m.METRICS: metrics})
         return Message(content, reply_to=msg)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
-        side = build(context)
-        r = _round_for(msg, side)
-        k = side.data.client_id
-        state = personal_state(context, side)
-        ctx = RoundContext(r, k, torch_generator(side.seed, r, k, EVAL_STREAM), side.device)
-        side.reset_workspace()
+        side, k, state, ctx = prepare(msg, context, EVAL_STREAM)
         res = evaluate_client(side.algo, _incoming(msg, side), state, side.data, ctx)
-        out: dict[str, int | list[int] | list[float]] = {"client_id": k, "round": r}
+        out: dict[str, int | list[int] | list[float]] = {"client_id": k, "round": ctx.round}
         for s in SPLITS:
             bins = res[f"{s}_calib"]
             assert isinstance(bins, CalibrationBins)
