@@ -108,16 +108,17 @@ class DataConfig:
                            f"data.domain_corruptions={self.domain_corruptions!r}")
 
 
-def check_domain_names(names: Sequence[str], allowed: Sequence[str], what: str) -> None:
-    """One-line ConfigError (prefixed by ``what``) when ``names`` is empty, names something not in
-    ``allowed`` or names a domain twice."""
+def check_domain_names(names: Sequence[str], allowed: Sequence[str], what: str, kind: str = "corruption",
+                       empty: str = "no domain given; list comma-separated names") -> None:
+    """One-line ConfigError (prefixed by ``what``) when ``names`` is empty (``empty``), names a
+    ``kind`` not in ``allowed`` or names one twice."""
     if not names:
-        raise ConfigError(f"{what}: no domain given; list comma-separated names from {', '.join(allowed)}")
+        raise ConfigError(f"{what}: {empty} from {', '.join(allowed)}")
     for i, name in enumerate(names):
         if name not in allowed:
-            raise ConfigError(f"{what}: unknown corruption {name!r}; choose from {', '.join(allowed)}")
+            raise ConfigError(f"{what}: unknown {kind} {name!r}; choose from {', '.join(allowed)}")
         if name in names[:i]:
-            raise ConfigError(f"{what}: {name!r} is listed twice; each domain must be named once")
+            raise ConfigError(f"{what}: {name!r} is listed twice; each must be named once")
 
 
 @dataclass

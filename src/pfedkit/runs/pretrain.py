@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pfedkit.core.config import DataConfig, RunConfig, default_data_root
+from pfedkit.core.config import DataConfig, RunConfig, check_domain_names, default_data_root
 from pfedkit.core.errors import ConfigError
 from pfedkit.core.seeding import derive_seed, numpy_generator, torch_generator
 from pfedkit.data.domains.font_digits import render_font_digits
@@ -186,13 +186,8 @@ def source_parts(source: str) -> list[str]:
     """``"a+b"`` -> ``["a", "b"]``; ConfigError for an empty, repeated or unknown part."""
     parts = [p.strip() for p in source.split("+")]
     known = sorted(set(source_names()) | set(GENERATED_SOURCES))
-    if not source or any(not p for p in parts):
-        raise ConfigError(f"--source={source!r}: give source names joined by '+', from {', '.join(known)}")
-    for i, part in enumerate(parts):
-        if part not in known:
-            raise ConfigError(f"--source={source!r}: unknown source {part!r}; choose from {', '.join(known)}")
-        if part in parts[:i]:
-            raise ConfigError(f"--source={source!r}: {part!r} is listed twice")
+    names = [] if any(not p for p in parts) else parts
+    check_domain_names(names, known, f"--source={source!r}", kind="source", empty="give source names joined by '+'")
     return parts
 
 

@@ -33,13 +33,14 @@ from torch import Tensor
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.frozen_features import frozen_features
-from pfedkit.algorithms.toolkit.prompting import PromptedOnly, require_prompted
+from pfedkit.algorithms.toolkit.prompting import PromptedOnly
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.core.seeding import built_with_seed, derive_seed
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.prompt_posterior import SemiImplicitPromptPosterior, bayes_predictive
+from pfedkit.models.prompted import PromptedClassifier
 from pfedkit.stats.sivi import kl_weight
 
 GEN = "bpt.gen."  # the prompt generator's state_dict: mixing.*, explicit.*, prior_mean
@@ -86,10 +87,10 @@ class PFedBayesPT(PromptedOnly, Algorithm[PFedBayesPTHParams]):
     paper = ("Ye et al., Towards Instance-wise Personalized Federated Learning via Semi-Implicit Bayesian "
              "Prompt Tuning, CIKM 2025")
 
-
     def setup(self) -> None:
-        super().setup()  # PromptedOnly: refuses any model without prompt tokens
-        model = require_prompted(self.name, self.model)
+        super().setup()  # PromptedOnly refused any model without prompt tokens
+        model = self.model
+        assert isinstance(model, PromptedClassifier)
         self.prompt_shape = model.body.shape(1)[1:]  # (L, D) or (depth, L, D)
         dim = model.feature_dim
         num_tokens = int(torch.tensor(self.prompt_shape[:-1]).prod())

@@ -20,12 +20,13 @@ from torch import Tensor, nn
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.prompting import PromptedOnly, require_prompted
+from pfedkit.algorithms.toolkit.prompting import PromptedOnly
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.core.seeding import built_with_seed, derive_seed, torch_generator
 from pfedkit.data.client_data import ClientData
+from pfedkit.models.prompted import PromptedClassifier
 
 GEN = "pg.gen."  # server: the generator's state_dict
 DESC = "pg.desc."  # server: "pg.desc.<client id>", (m,) descriptor of a client the server has updated
@@ -73,10 +74,10 @@ class PFedPG(PromptedOnly, Algorithm[PFedPGHParams]):
     paper = ("Yang et al., Efficient Model Personalization in Federated Learning via Client-Specific Prompt "
              "Generation, ICCV 2023")
 
-
     def setup(self) -> None:
-        super().setup()  # PromptedOnly: refuses any model without prompt tokens
-        model = require_prompted(self.name, self.model)
+        super().setup()  # PromptedOnly refused any model without prompt tokens
+        model = self.model
+        assert isinstance(model, PromptedClassifier)
         shape = tuple(model.body.tokens.shape)
         self.generator = built_with_seed(derive_seed(self.seed, 0x9F6), lambda: PromptGenerator(
             self.hp.descriptor_dim, self.hp.hidden, self.hp.rank, shape))

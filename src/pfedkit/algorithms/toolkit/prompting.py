@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from torch import nn
 
@@ -35,32 +35,33 @@ def require_frozen_features(method: str, model: SplitModel) -> SplitModel:
     return model
 
 
-class PromptedOnly:
-    """Mixin (list it before the algorithm base) for methods that tune prompts: they run only on
-    ``model.name=vit`` with prompt tokens, and refuse any other model at construction."""
+class _ModelRequirement:
+    """Mixin base (list the mixin before the algorithm base): ``supports_model`` answers with
+    ``_supports`` and construction refuses a model that ``_require`` rejects."""
 
     name: ClassVar[str]
     model: SplitModel
+    _supports: ClassVar[Callable[[str, Any], bool]]
+    _require: ClassVar[Callable[[str, SplitModel], SplitModel]]
 
     @classmethod
     def supports_model(cls, name: str, options: Any) -> bool:
-        return is_prompted(name, options)
+        return cls._supports(name, options)
 
     def setup(self) -> None:
-        require_prompted(self.name, self.model)
+        type(self)._require(self.name, self.model)
         super().setup()  # type: ignore[misc]
 
 
-class FrozenFeaturesOnly:
-    """Mixin for linear probes: they run only on cached frozen features (``model.vit.prompts=0``)."""
+class PromptedOnly(_ModelRequirement):
+    """For methods that tune prompts: only ``model.name=vit`` with prompt tokens."""
 
-    name: ClassVar[str]
-    model: SplitModel
+    _supports = staticmethod(is_prompted)
+    _require = staticmethod(require_prompted)
 
-    @classmethod
-    def supports_model(cls, name: str, options: Any) -> bool:
-        return is_frozen_probe(name, options)
 
-    def setup(self) -> None:
-        require_frozen_features(self.name, self.model)
-        super().setup()  # type: ignore[misc]
+class FrozenFeaturesOnly(_ModelRequirement):
+    """For linear probes: only cached frozen features (``model.vit.prompts=0``)."""
+
+    _supports = staticmethod(is_frozen_probe)
+    _require = staticmethod(require_frozen_features)
