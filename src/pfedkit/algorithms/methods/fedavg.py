@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, H, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.training import train_epochs
+from pfedkit.algorithms.toolkit.training import LossFn, train_epochs
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
 
@@ -18,7 +18,12 @@ class FedAvg(Algorithm[H]):
     keeps = "nothing (evaluates the global model)"
     paper = "McMahan et al., Communication-Efficient Learning of Deep Networks from Decentralized Data, AISTATS 2017"
 
+    def local_loss(self) -> LossFn | None:
+        """The local loss, built once the broadcast is loaded; None = cross-entropy (FedAvg)."""
+        return None
+
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)
-        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator)
+        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator,
+                            loss_fn=self.local_loss())
         return ClientUpdate(upload=self.snapshot(), weight=data.num_train, state=state, metrics={"train_loss": loss})

@@ -7,12 +7,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
+from pfedkit.algorithms.methods.fedavg import FedAvg
 from pfedkit.algorithms.registry import register_algorithm
-from pfedkit.algorithms.toolkit.training import train_epochs
+from pfedkit.algorithms.toolkit.training import LossFn
 from pfedkit.core.config import param
-from pfedkit.core.payload import Payload
-from pfedkit.data.client_data import ClientData
 
 
 @dataclass
@@ -21,7 +19,7 @@ class FedProxHParams:
 
 
 @register_algorithm
-class FedProx(Algorithm[FedProxHParams]):
+class FedProx(FedAvg[FedProxHParams]):
     """Shared: every parameter. Personal: nothing. Local loss = CE + mu/2 ||w - w_global||^2."""
 
     name = "fedprox"
@@ -29,8 +27,8 @@ class FedProx(Algorithm[FedProxHParams]):
     keeps = "nothing (evaluates the global model)"
     paper = "Li et al., Federated Optimization in Heterogeneous Networks, MLSys 2020"
 
-    def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
-        self.load(broadcast)
+    def local_loss(self) -> LossFn:
+        """Cross-entropy plus the proximal term around the weights just loaded (the broadcast)."""
         anchors = [(p, p.detach().clone()) for p in self.model.parameters()]
         mu = self.hp.mu
 
@@ -38,5 +36,4 @@ class FedProx(Algorithm[FedProxHParams]):
             prox = sum(((p - a) ** 2).sum() for p, a in anchors)
             return F.cross_entropy(self.model(xb), yb) + 0.5 * mu * prox
 
-        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator, loss_fn=loss_fn)
-        return ClientUpdate(upload=self.snapshot(), weight=data.num_train, state=state, metrics={"train_loss": loss})
+        return loss_fn
