@@ -21,6 +21,7 @@ from pfedkit.data.partition import (
     mark_heldout,
     one_domain_per_client,
     pathological,
+    quantity_dirichlet,
     quantity_skew,
     shards,
 )
@@ -106,6 +107,22 @@ def test_quantity_skew_spreads_sizes_with_iid_labels() -> None:
     assert (class_fractions(skewed, LABELS, 10)[big] > 0.05).all()  # labels stay IID
 
 
+def test_quantity_dirichlet_skews_sizes_and_labels_together() -> None:
+    part = quantity_dirichlet(LABELS, 20, 1.0, 0.1, np.random.default_rng(0), min_size=15)
+    sizes = part.sizes()
+    assert sizes.min() >= 15 and sizes.sum() == len(LABELS)
+    assert len(np.unique(np.concatenate(part.client_indices))) == len(LABELS)
+    assert sizes.max() / sizes.min() > 5  # quantity skew
+    dominant = class_fractions(part, LABELS, 10).max(axis=1)
+    assert np.median(dominant) > 0.5  # label skew: most clients are dominated by one class
+    flat = quantity_dirichlet(LABELS, 20, 0.0, 1000.0, np.random.default_rng(0))
+    assert flat.sizes().max() / flat.sizes().min() < 1.5  # neither skew: near-equal, near-IID
+    assert class_fractions(flat, LABELS, 10).max() < 0.2
+    # sizes follow the log-normal weights, not the label draw: more sigma, more spread
+    spread = [np.std(np.log(quantity_dirichlet(LABELS, 20, s, 0.5, np.random.default_rng(1)).sizes())) for s in (0.2, 1.5)]
+    assert spread[1] > 2 * spread[0]
+
+
 def test_one_domain_per_client_honours_domains() -> None:
     part = one_domain_per_client(LABELS, DOMAINS, 10, np.random.default_rng(0))
     for idx, meta in zip(part.client_indices, part.client_meta):
@@ -166,6 +183,7 @@ def rng0() -> np.random.Generator:
         (lambda: dirichlet(LABELS, 100, 0.01, rng0(), min_size=40), "partition.min_size"),
         (lambda: dirichlet(LABELS, 100, 0.5, rng0(), min_size=41), "partition.min_size"),
         (lambda: quantity_skew(LABELS, 100, 1.0, rng0(), min_size=50), "partition.min_size"),
+        (lambda: quantity_dirichlet(LABELS, 100, 3.0, 0.05, rng0(), min_size=35), "partition.quantity_sigma"),
         (lambda: iid(LABELS[:5], 6, rng0()), "data.num_clients"),
         (lambda: pathological(LABELS, 10, 11, rng0()), "partition.classes_per_client"),
         (lambda: pathological(LABELS[::100], 30, 5, rng0()), "partition.classes_per_client"),
@@ -200,7 +218,7 @@ def test_arbitrary_label_values() -> None:
     assert all(len(np.unique(labels[idx])) == 1 for idx in part.client_indices)
 
 
-@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "pathological", "shards", "quantity"])
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "pathological", "shards", "quantity", "quantity-dirichlet"])
 def test_million_labels_into_thousand_clients_is_fast(scheme: str) -> None:
     labels = np.random.default_rng(0).integers(0, 10, 1_000_000)
     start = time.perf_counter()

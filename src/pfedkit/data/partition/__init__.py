@@ -5,7 +5,7 @@ from pfedkit.data.partition.corruption_assign import assign_corruptions
 from pfedkit.data.partition.domain_skew import domain_dirichlet, one_domain_per_client
 from pfedkit.data.partition.heldout import mark_heldout
 from pfedkit.data.partition.label_skew import dirichlet, iid, pathological
-from pfedkit.data.partition.quantity import quantity_skew
+from pfedkit.data.partition.quantity import quantity_dirichlet, quantity_skew
 from pfedkit.data.partition.registry import SCHEMES, build_partition
 from pfedkit.data.partition.shards import shards
 
@@ -20,6 +20,7 @@ __all__ = [
     "mark_heldout",
     "one_domain_per_client",
     "pathological",
+    "quantity_dirichlet",
     "quantity_skew",
     "shards",
 ]

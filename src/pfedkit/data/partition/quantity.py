@@ -1,11 +1,20 @@
-"""Quantity skew: log-normal client sizes, IID labels."""
+"""Quantity skew: log-normal client sizes, with IID labels or with Dirichlet label skew on top."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from pfedkit.core.errors import PartitionError
-from pfedkit.data.partition._assign import check_min_size, check_num_clients, indices_by_owner, scatter_owner
+from pfedkit.data.partition._assign import (
+    check_min_size,
+    check_num_clients,
+    compact_codes,
+    cut_counts,
+    indices_by_owner,
+    owners_in_order,
+    scatter_owner,
+    shuffled_group_order,
+)
 from pfedkit.data.partition.base import Partition
 
 
@@ -45,3 +54,60 @@ def quantity_skew(
     sizes[np.argsort(np.floor(share) - share, kind="stable")[:leftover]] += 1
     owner = np.repeat(np.arange(num_clients), sizes)
     return Partition(indices_by_owner(scatter_owner(rng.permutation(n), owner), num_clients))
+
+
+def quantity_dirichlet(
+    labels: np.ndarray,
+    num_clients: int,
+    sigma: float,
+    alpha: float,
+    rng: np.random.Generator,
+    min_size: int = 10,
+    max_tries: int = 100,
+) -> Partition:
+    """Quantity skew and label skew together: log-normal client sizes and Dirichlet label mixes.
+
+    Client k draws a size weight w_k ~ LogNormal(0, sigma) and a label preference
+    d_k ~ Dir(alpha 1_C); class c's samples are split among clients in proportion to
+    w_k d_kc. A client's expected share of the pool is then roughly proportional to w_k
+    (sigma = 0: near-equal sizes) while its classes are as skewed as a Dirichlet(alpha) split
+    (alpha large: near-IID labels). The (classes x clients) count table is redrawn until every
+    client holds ``min_size`` samples, at most ``max_tries`` times.
+
+    Args:
+        labels: (N,) int class labels.
+        num_clients: K.
+        sigma: log-normal shape of the size weights, >= 0.
+        alpha: Dirichlet label concentration, > 0.
+        rng: source of all randomness.
+        min_size: minimum samples per client.
+        max_tries: redraws before giving up with PartitionError.
+
+    Returns:
+        K disjoint sorted index arrays covering all N samples.
+    """
+    n = len(labels)
+    check_num_clients(n, num_clients)
+    if not sigma >= 0:
+        raise PartitionError(f"partition.quantity_sigma must be >= 0, got {sigma}")
+    if not alpha > 0:
+        raise PartitionError(f"partition.alpha must be > 0, got {alpha}")
+    check_min_size(n, num_clients, min_size)
+    _, codes = compact_codes(labels)
+    totals = np.bincount(codes)
+    for _ in range(max(1, max_tries)):
+        weights = rng.lognormal(0.0, float(sigma), size=num_clients)
+        preference = rng.dirichlet(np.full(len(totals), float(alpha)), size=num_clients)  # (K, C)
+        counts = cut_counts(totals, (weights[:, None] * preference).T)
+        if counts.sum(axis=0).min() >= min_size:
+            break
+    else:
+        raise PartitionError(
+            f"quantity-dirichlet partition (partition.quantity_sigma={sigma}, partition.alpha={alpha}): no draw "
+            f"in {max_tries} tries gave every one of {num_clients} clients at least partition.min_size={min_size} "
+            f"samples; lower partition.quantity_sigma or partition.min_size, raise partition.alpha, or use fewer "
+            f"data.num_clients"
+        )
+    order = shuffled_group_order(codes, rng)
+    slots = np.broadcast_to(np.arange(num_clients), counts.shape)
+    return Partition(indices_by_owner(scatter_owner(order, owners_in_order(slots, counts)), num_clients))

@@ -11,7 +11,7 @@ from pfedkit.data.partition.corruption_assign import assign_corruptions
 from pfedkit.data.partition.domain_skew import domain_dirichlet, one_domain_per_client
 from pfedkit.data.partition.heldout import mark_heldout
 from pfedkit.data.partition.label_skew import dirichlet, iid, pathological
-from pfedkit.data.partition.quantity import quantity_skew
+from pfedkit.data.partition.quantity import quantity_dirichlet, quantity_skew
 from pfedkit.data.partition.shards import shards
 
 SCHEMES: tuple[str, ...] = (
@@ -20,6 +20,7 @@ SCHEMES: tuple[str, ...] = (
     "pathological",
     "shards",
     "quantity",
+    "quantity-dirichlet",
     "domain",
     "domain-dirichlet",
 )
@@ -56,11 +57,11 @@ def build_partition(
         num_clients: K, including held-out clients.
         rng: the only source of randomness (same seed, same partition hash).
         domains: (N,) int domain ids; required by "domain" and "domain-dirichlet".
-        alpha: Dirichlet class concentration ("dirichlet", "domain-dirichlet").
+        alpha: Dirichlet class concentration ("dirichlet", "quantity-dirichlet", "domain-dirichlet").
         classes_per_client: classes per client ("pathological").
         shards_per_client: shards per client ("shards").
-        min_size: minimum samples per client ("dirichlet", "quantity", "domain", "domain-dirichlet").
-        quantity_sigma: log-normal sigma of client sizes ("quantity").
+        min_size: minimum samples per client (every scheme but "iid", "pathological", "shards").
+        quantity_sigma: log-normal sigma of client sizes ("quantity", "quantity-dirichlet").
         alpha_domain: Dirichlet domain concentration ("domain-dirichlet").
         corruption: "none", a corruption name, or "random" (a type per client).
         severity: 1..5 for every client, or 0 for a random severity per client.
@@ -89,6 +90,9 @@ def build_partition(
         part = shards(labels, num_clients, shards_per_client, rng)
     elif scheme == "quantity":
         part = quantity_skew(labels, num_clients, quantity_sigma, rng, min_size=min_size)
+    elif scheme == "quantity-dirichlet":
+        part = quantity_dirichlet(labels, num_clients, quantity_sigma, alpha, rng, min_size=min_size,
+                                  max_tries=max_tries)
     elif scheme == "domain":
         part = one_domain_per_client(labels, np.asarray(domains), num_clients, rng, min_size=min_size)
     else:
