@@ -17,7 +17,6 @@ from pfedkit.core.config import load_config
 from pfedkit.data.setup import build_federated_data
 from pfedkit.runs.experiment import seeded_model, simulate_config
 
-
 FAMILIES = [
     ("small CNN", ["model.cnn.width=32", "model.cnn.feature_dim=128"]),
     ("frozen ViT (vit_cpu_tiny) + 10 prompt tokens", ["model.name=vit", "model.vit.prompts=10"]),

@@ -16,31 +16,11 @@ import time
 
 import torch
 
-from pfedkit.algorithms.toolkit.training import batches, make_optimizer
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import DatasetNotFoundError
-from pfedkit.core.seeding import torch_generator
 from pfedkit.data.setup import build_federated_data
-from pfedkit.runs.experiment import seeded_model, simulate_config
-
-
-def plain_loop(cfg, fed, rounds: int) -> float:
-    """Seconds to train one model over the same client minibatch sequence, without federation."""
-    model = seeded_model(cfg, fed.input_shape, fed.num_classes)
-    opt = make_optimizer(list(model.parameters()), cfg.train)
-    loss_fn = torch.nn.functional.cross_entropy
-    model.train()
-    t0 = time.perf_counter()
-    for r in range(1, rounds + 1):
-        for c in fed.clients:
-            gen = torch_generator(cfg.seed, r, c.client_id)
-            for _ in range(cfg.train.local_epochs):
-                for idx in batches(c.num_train, cfg.train.batch_size, gen):
-                    loss = loss_fn(model(c.x_train[idx]), c.y_train[idx])
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-    return time.perf_counter() - t0
+from pfedkit.runs.bench.speed import plain_loop
+from pfedkit.runs.experiment import simulate_config
 
 
 def main() -> None:
@@ -65,10 +45,10 @@ def main() -> None:
         except DatasetNotFoundError as err:
             print(f"{name}: {err}")
     torch.set_num_threads(cfg.threads or torch.get_num_threads())  # same threads for both loops
-    plain_loop(cfg, fed, 1)  # warm-up (allocator, kernels, lazy imports)
+    plain_loop(cfg, fed, [1])  # warm-up (allocator, kernels, lazy imports)
     plains, trains, totals = [], [], []
     for _ in range(args.repeats):  # alternate the two, keep the fastest of each (robust to a busy machine)
-        plains.append(plain_loop(cfg, fed, args.rounds))
+        plains.append(plain_loop(cfg, fed, list(range(1, args.rounds + 1)))[0])
         t0 = time.perf_counter()
         res = simulate_config(cfg, fed=fed, progress=False)
         totals.append(time.perf_counter() - t0)

@@ -44,7 +44,8 @@ def make_algorithm(name: str, fed: FederatedData, hp: dict[str, Any] | None = No
     """A fresh algorithm around a freshly seeded tiny model."""
     cfg = cfg or tiny_config()
     model = seeded_model(cfg, fed.input_shape, fed.num_classes)
-    return build_algorithm(name, model, resolve_hparams(name, hp), cfg.train, fed.num_classes, cfg.seed)
+    return build_algorithm(name, model, resolve_hparams(name, hp), cfg.train, fed.num_classes, cfg.seed,
+                           privacy=cfg.privacy)
 
 
 def run_sim(name: str, fed: FederatedData | None = None, hp: dict[str, Any] | None = None,

@@ -52,3 +52,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_exponent_numbers_without_a_dot_are_numbers():
+    """YAML 1.1 reads ``1e-5`` as text; a float key takes it as the number it spells."""
+    cfg = load_config(None, ["train.lr=5e-2", "privacy.delta=1E-5"])
+    assert cfg.train.lr == 0.05 and cfg.privacy.delta == 1e-5
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_config(None, ["train.lr=1e"])

@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from pfedkit.core.errors import ConfigError, DatasetNotFoundError
+from pfedkit.core.errors import ConfigError, DatasetCorruptError, DatasetNotFoundError
 from pfedkit.data.registry import load_source, source_names
 from pfedkit.data.sources import idx as idx_module
 from pfedkit.data.sources.cifar_c import find_cifar_c, list_cifar_c_corruptions, load_cifar_c
@@ -76,12 +76,12 @@ def test_read_idx_roundtrip_dtypes(tmp_path: Path, gz: bool) -> None:
 def test_read_idx_rejects_bad_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x01\x02\x03\x04rubbish")
-    with pytest.raises(ValueError, match="not an IDX file"):
+    with pytest.raises(DatasetCorruptError, match="not an IDX file"):
         read_idx(bad)
     truncated = tmp_path / "truncated"
     write_idx(truncated, np.zeros((4, 5), dtype=np.uint8), gz=False)
     truncated.write_bytes(truncated.read_bytes()[:-3])
-    with pytest.raises(ValueError, match="payload"):
+    with pytest.raises(DatasetCorruptError, match="payload"):
         read_idx(truncated)
 
 

@@ -19,6 +19,8 @@ C = 10
 class StubAlgorithm:
     """Only what `evaluate_client` calls: a personal predictor."""
 
+    num_classes = C
+
     def __init__(self, predictor):
         self.predictor = predictor
 
@@ -86,3 +88,24 @@ def test_empty_split_gives_empty_bins():
     res = evaluate_client(perfect, {}, {}, client(torch.zeros(0, dtype=torch.long), torch.arange(C)), ctx())
     assert res["val_n"] == 0 and res["val_calib"].total == 0 and math.isnan(res["val_calib"].ece())
     assert res["test_calib"].total == C
+
+
+def test_per_class_counts_and_scarce_class_accuracy():
+    """A predictor right on classes 0-4 only: per-class counts say so, and the report's rare /
+    unseen accuracies pool exactly the (client, class) pairs with 1-9 / 0 training samples."""
+    from pfedkit.engines.report import scarce_class_accuracy
+    from pfedkit.engines.simulate import pool_evaluations
+
+    half = StubAlgorithm(lambda x: 100.0 * torch.nn.functional.one_hot(
+        torch.where(label_of(x) < 5, label_of(x), (label_of(x) + 1) % C), C).float())
+    y_train = torch.tensor([0] * 20 + [1] * 3 + [5] * 2)  # class 0 plenty, 1 and 5 rare, the rest unseen
+    y_test = torch.tensor([0, 0, 1, 5, 5, 7])
+    data = ClientData(0, labelled_images(y_train), y_train, labelled_images(y_test), y_test,
+                      labelled_images(y_test), y_test, C)
+    res = evaluate_client(half, {}, {}, data, ctx())
+    assert res["test_class_n"] == [2, 1, 0, 0, 0, 2, 0, 1, 0, 0]
+    assert res["test_class_correct"] == [2, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    assert res["train_class_n"] == [20, 3, 0, 0, 0, 2, 0, 0, 0, 0]
+    scarce = scarce_class_accuracy({"eval": pool_evaluations([res, res], [])})
+    assert scarce == {"rare": pytest.approx(1 / 3), "rare_n": 6.0, "unseen": 0.0, "unseen_n": 2.0}
+    assert scarce_class_accuracy({"eval": {"val_n": [1]}}) is None  # records from before per-class entries

@@ -27,3 +27,26 @@ def test_lr_search_picks_best_validation_and_ignores_test(monkeypatch):
     for algo in ("fedavg", "local"):  # best validation accuracy, the smaller lr on ties
         best = max((0.001, 0.1, 0.5), key=lambda lr: (val[algo, lr], -lr))
         assert chosen[algo] == best
+
+
+def test_bench_tune_lr_gives_each_variant_its_own_rate_and_says_so(tmp_path, monkeypatch):
+    import pfedkit.runs.bench.suite as suite
+
+    base = ["data.num_clients=4", "data.max_samples=400", "model.cnn.width=8", "model.cnn.feature_dim=16",
+            "train.rounds=1", "train.batch_size=16"]
+    setting = suite.Setting("tiny", "tiny", tuple(base))
+    variants = [suite.Variant("a", "local"), suite.Variant("b", "fedavg")]
+    picks = {"local": 0.5, "fedavg": 0.001}
+    monkeypatch.setattr(suite, "tune_learning_rates", lambda cfg, algos, lrs, log: {algos[0]: picks[algos[0]]})
+    used = {}
+    real = suite.run_variants
+
+    def spy(configs, *args, **kw):
+        used.update({label: c.train.lr for label, c in configs.items()})
+        return real(configs, *args, **kw)
+
+    monkeypatch.setattr(suite, "run_variants", spy)
+    opts = suite.BenchOptions(seeds=1, out=tmp_path, tune_lr=(0.001, 0.5))
+    suite.run_suite("t", [setting], variants, opts)
+    assert used == {"a": 0.5, "b": 0.001}
+    assert "a 0.5, b 0.001" in (tmp_path / "t" / "tiny.md").read_text()

@@ -26,10 +26,11 @@ from typing import Any, Callable, ClassVar, Generic, TypeVar
 
 import torch
 
-from pfedkit.core.config import TrainSettings
+from pfedkit.core.config import PrivacyConfig, TrainSettings
 from pfedkit.core.payload import Payload, clone_payload, weighted_average
 from pfedkit.data.client_data import ClientData
 from pfedkit.models.split import SplitModel
+from pfedkit.stats.privacy_accounting import Mechanism
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]
 """Maps (B, C, H, W) images to (B, num_classes) logits or log-probabilities."""
@@ -77,7 +78,10 @@ class NoHParams:
     """Hyper-parameters of an algorithm that has none."""
 
 
-_CHECKED_HOOKS = ("init_server", "init_client", "local_update", "aggregate")
+_CHECKED_HOOKS = ("init_server", "init_client", "local_update", "local_updates", "aggregate")
+PRIVACY_PREFIX = "dp."
+"""Key prefix of the privacy ledger's entries in personal states (`toolkit.privacy`)."""
+
 
 
 class Algorithm(ABC, Generic[H]):
@@ -106,13 +110,27 @@ class Algorithm(ABC, Generic[H]):
     warmup_round: ClassVar[bool] = False
     """If True the engine runs a round 0 (all training clients, no aggregation weight semantics
     imposed) before round 1, e.g. to collect statistics before any training."""
+    batched: ClassVar[bool] = False
+    """True when `local_updates` trains the clients it is given together (stacked parameters,
+    ``pfedkit.algorithms.toolkit.batched_training``); the simulator's batched path
+    (``simulate.batched``) is open to such methods only."""
+    supports_privacy: ClassVar[bool] = False
+    """Whether the method runs with ``privacy.*`` on (docs/privacy.md): every upload is then a
+    DP release made through `toolkit.privacy.ledger_for`, and `privacy_plan` lists the releases."""
 
-    def __init__(self, model: SplitModel, hp: H, train: TrainSettings, num_classes: int, seed: int = 0) -> None:
+    def __init__(self, model: SplitModel, hp: H, train: TrainSettings, num_classes: int, seed: int = 0,
+                 privacy: PrivacyConfig | None = None) -> None:
         """``hp`` is an instance of ``HParams``. ``seed`` is the run seed, for server-side
         randomness (e.g. sampling from a generator): derive generators from (seed, round) with
-        ``pfedkit.core.seeding`` so a resumed run replays identically. Ends by calling `setup`."""
+        ``pfedkit.core.seeding`` so a resumed run replays identically. ``privacy``: the run's
+        ``privacy.*`` (default: off). Ends by calling `setup`."""
         if not isinstance(hp, self.HParams):
             raise TypeError(f"{self.name}: hp must be a {self.HParams.__name__}, got {type(hp).__name__}")
+        self.privacy = privacy or PrivacyConfig()
+        if self.privacy.enabled and not self.supports_privacy:
+            from pfedkit.algorithms.registry import check_privacy_support
+
+            check_privacy_support(type(self), self.privacy)
         self.model = model
         self.seed = seed
         self.hp: H = hp
@@ -120,6 +138,8 @@ class Algorithm(ABC, Generic[H]):
         self.num_classes = num_classes
         self._model_keys = frozenset(model.state_dict())
         self._own_prefixes = ((self.key_prefix,) if self.key_prefix else ()) + tuple(self.shared_prefixes)
+        if self.supports_privacy:
+            self._own_prefixes += (PRIVACY_PREFIX,)
         self.setup()
 
     @classmethod
@@ -127,6 +147,21 @@ class Algorithm(ABC, Generic[H]):
         """Whether this method runs on ``model.name=name`` with those options (``--algos all``
         picks the methods that do); default: every model."""
         return True
+
+    @classmethod
+    def equivalent_to(cls, model: SplitModel, hp: Any) -> str | None:
+        """The method this one computes exactly (same updates and predictions, bit for bit) with
+        this workspace ``model`` and hyper-parameters ``hp``, as ``"name (why)"``, e.g. ``"fedavg
+        (model has no norm layers)"``; None when it is a method of its own. Comparison tables
+        print it beside the row. Declare only identities a test confirms; default: None."""
+        return None
+
+    def privacy_plan(self, round: int, num_train: int) -> list[Mechanism]:
+        """The DP releases one local update in ``round`` of a client with ``num_train`` training
+        records makes with privacy on (what its noise is calibrated for; `toolkit.dp_sgd`'s
+        ``poisson_schedule`` for DP-SGD, ``toolkit.privacy.STATS_RELEASE`` for statistics);
+        default: none, a method that shares nothing trained on its data."""
+        return []
 
     def setup(self) -> None:
         """Hook: derive per-run constants from the workspace model and ``self.hp`` (key lists,
@@ -184,6 +219,28 @@ class Algorithm(ABC, Generic[H]):
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         """Train on the client's training split; return upload, weight, new state and metrics."""
 
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        """The local updates of several clients of one round (lists in the same client order).
+
+        Default: `local_update` for each client in turn. A method with ``batched = True``
+        overrides it to train the clients together; its updates equal the serial ones up to
+        rounding (``docs/performance.md`` states the tolerance, ``tests/algorithms/test_batched.py``
+        checks it).
+        """
+        return [self.local_update(b, s, d, c) for b, s, d, c in zip(broadcasts, states, datas, ctxs)]
+
+    def batching_blocker(self) -> str | None:
+        """Why this run cannot train its clients together (one line), or None when it can: the
+        method has no batched update, or the model has layers that batching would change."""
+        if self.privacy.enabled:  # each client's releases go through its own privacy ledger
+            return "privacy.* trains every client on its own (DP-SGD and its privacy ledger)"
+        if not self.batched:
+            return f"{self.name} has no batched local update"
+        from pfedkit.algorithms.toolkit.batched_training import batching_blocker
+
+        return batching_blocker(self.model)
+
     def personal_predictor(
         self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext
     ) -> Predictor:
@@ -222,12 +279,18 @@ class Algorithm(ABC, Generic[H]):
 
 def _checked(method: Callable[..., Any], hook: str) -> Callable[..., Any]:
     """``method`` whose returned payloads pass `Algorithm.check_keys`; a ``local_update`` result
-    is also stamped with the client id of its round context."""
+    (each of ``local_updates``' results) is also stamped with the client id of its round context."""
 
     @functools.wraps(method)
     def run(self: Algorithm, *args: Any, **kwargs: Any) -> Any:
         out = method(self, *args, **kwargs)
-        if isinstance(out, ClientUpdate):
+        if hook == "local_updates":
+            ctxs = kwargs.get("ctxs", args[-1] if args else [])
+            for update, ctx in zip(out, ctxs):
+                self.check_keys(update.upload, f"{hook} upload")
+                self.check_keys(update.state, f"{hook} state")
+                update.client_id = ctx.client_id
+        elif isinstance(out, ClientUpdate):
             self.check_keys(out.upload, f"{hook} upload")
             self.check_keys(out.state, f"{hook} state")
             ctx = kwargs.get("ctx", args[-1] if args else None)

@@ -7,9 +7,10 @@ import difflib
 from typing import Any, Mapping
 
 from pfedkit.algorithms.protocol import Algorithm
-from pfedkit.core.config import TrainSettings, build_dataclass, register_sections
+from pfedkit.core.config import PrivacyConfig, TrainSettings, build_dataclass, register_sections
 from pfedkit.core.errors import ConfigError
 from pfedkit.models.split import SplitModel
+from pfedkit.stats.privacy_accounting import require_accountant
 
 AlgoClass = type[Algorithm]
 
@@ -59,17 +60,29 @@ def check_model_support(name: str, model_name: str, options: Any) -> None:
                           f"`pfedkit list algorithms` says what each method needs")
 
 
+def check_privacy_support(algorithm: str | AlgoClass, privacy: PrivacyConfig) -> None:
+    """ConfigError (one line, naming the methods that can) when ``privacy`` is on and the
+    algorithm cannot run privately (``supports_privacy`` is False), or opacus is missing."""
+    cls = algorithm_class(algorithm) if isinstance(algorithm, str) else algorithm
+    if privacy.enabled:
+        require_accountant()
+    if privacy.enabled and not cls.supports_privacy:
+        able = ", ".join(name for name, c in _ALGORITHMS.items() if c.supports_privacy)
+        raise ConfigError(f"algorithm {cls.name!r} does not support privacy.* (docs/privacy.md); use one of "
+                          f"{able}, or turn privacy off (privacy.epsilon=0, privacy.noise_multiplier=0)")
+
+
 def resolve_hparams(name: str, raw: Mapping[str, Any] | None) -> Any:
     """Algorithm ``name``'s HParams from a plain mapping (for scripts; configs arrive typed)."""
     return build_dataclass(algorithm_class(name).HParams, raw or {}, f"hp.{name}.")
 
 
 def build_algorithm(name: str, model: SplitModel, hp: Any, train: TrainSettings, num_classes: int,
-                    seed: int = 0) -> Algorithm:
+                    seed: int = 0, privacy: PrivacyConfig | None = None) -> Algorithm:
     """Instantiate the named algorithm around ``model`` (the workspace model); ``hp`` is its
-    typed HParams (None: the defaults)."""
+    typed HParams (None: the defaults); ``privacy`` the run's ``privacy.*`` (None: off)."""
     cls = algorithm_class(name)
-    return cls(model, cls.HParams() if hp is None else hp, train, num_classes, seed)
+    return cls(model, cls.HParams() if hp is None else hp, train, num_classes, seed, privacy=privacy)
 
 
 def _hparams_by_name() -> dict[str, type]:

@@ -9,13 +9,19 @@ from pathlib import Path
 
 import numpy as np
 
-from pfedkit.algorithms.registry import algorithm_class, algorithm_names, algorithms_for_model, check_model_support
+from pfedkit.algorithms.registry import (
+    algorithm_class,
+    algorithm_names,
+    algorithms_for_model,
+    check_model_support,
+    check_privacy_support,
+)
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
 from pfedkit.runs.compare import run_comparison, write_comparison
-from pfedkit.runs.experiment import simulate_config
-from pfedkit.runs.results import prepare_output_dir
+from pfedkit.runs.experiment import check_inputs, simulate_config
+from pfedkit.runs.results import OutputFolder, prepare_output_dir
 from pfedkit.runs.tuning import tune_learning_rates
 
 
@@ -23,18 +29,19 @@ def load_validated(args: argparse.Namespace) -> RunConfig:
     """Config + overrides, validated (hyper-parameter sections included) and the algorithm known."""
     cfg = load_config(args.config, args.overrides)
     check_model_support(cfg.algorithm, cfg.model.name, cfg.model.options_for(cfg.model.name))
+    check_privacy_support(cfg.algorithm, cfg.privacy)
     return cfg
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_validated(args)
-    out = prepare_output_dir(Path(cfg.output), args.overwrite, args.resume)
-    if args.resume and not (out / "checkpoint.pt").exists():
-        raise ConfigError(f"--resume: no checkpoint.pt in {str(out)!r} (set checkpoint_every=N when running)")
-    res = simulate_config(cfg, out_dir=out, resume=args.resume, progress=not args.quiet)
+    out = Path(cfg.output)
+    res = simulate_config(cfg, out_dir=out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     sel, last = res.summary["selected"]["test"], res.summary["last"]["test"]
+    spent = res.summary.get("privacy")
+    private = f"; privacy: epsilon {spent['epsilon']:.2f} spent (delta {spent['delta']:g})" if spent else ""
     print(f"{cfg.algorithm}: test accuracy {100 * sel['mean']:.2f} % at val-selected round "
-          f"{res.summary['selected_round']} (last round {100 * last['mean']:.2f} %); results in {out}")
+          f"{res.summary['selected_round']} (last round {100 * last['mean']:.2f} %){private}; results in {out}")
     return 0
 
 
@@ -43,37 +50,43 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
     model_options = cfg.model.options_for(cfg.model.name)
     if args.algos == "all":
         algos = algorithms_for_model(cfg.model.name, model_options)
+        if cfg.privacy.enabled:  # only the methods that can run privately
+            algos = [a for a in algos if algorithm_class(a).supports_privacy]
     else:
         algos = [a.strip() for a in args.algos.split(",") if a.strip()]
     for a in algos:
         check_model_support(a, cfg.model.name, model_options)
+        check_privacy_support(a, cfg.privacy)
     if args.seeds < 1:
         raise ConfigError(f"--seeds={args.seeds} is out of range; allowed [1, inf]")
     if args.workers < 1:
         raise ConfigError(f"--workers={args.workers} is out of range; allowed [1, inf]")
     lrs = parse_lrs(args.tune_lr)
-    out = prepare_output_dir(Path(cfg.output), args.overwrite, resume=False)
+    folder = OutputFolder(Path(cfg.output), args.overwrite)  # checks the folder, touches nothing yet
+    check_inputs(cfg, list(range(args.seeds)))
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    if lrs:
-        chosen = tune_learning_rates(cfg, algos, lrs, log=log)
-        runs = []
-        for a in algos:
-            tuned = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=chosen[a]))
-            runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log,
-                                   workers=args.workers)
-        runs.sort(key=lambda r: (r.seed, algos.index(r.algorithm)))
-    else:
-        runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log,
-                              workers=args.workers)
-    title = (f"{cfg.data.dataset}, {cfg.data.num_clients} clients, {describe_partition(cfg)}, "
-             f"{cfg.train.rounds} rounds")
-    print(write_comparison(runs, out, title, command))
+    chosen = tune_learning_rates(cfg, algos, lrs, log=log) if lrs else {}
+    with folder as out:
+        if lrs:
+            runs = []
+            for a in algos:
+                tuned = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=chosen[a]))
+                runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log,
+                                       workers=args.workers)
+            runs.sort(key=lambda r: (r.seed, algos.index(r.algorithm)))
+        else:
+            runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log,
+                                  workers=args.workers)
+        title = (f"{cfg.data.dataset}, {cfg.data.num_clients} clients, {describe_partition(cfg)}, "
+                 f"{cfg.train.rounds} rounds")
+        print(write_comparison(runs, out, title, command))
     print(f"\nwritten: {out / 'table.md'}, {out / 'curves.png'}", file=sys.stderr)
     return 0
 
 
 def cmd_partition(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
+    png = partition_plot_path(cfg, args.out, args.overwrite) if args.plot else None
     pool = load_pool(cfg.data, cfg.seed)
     part = partition_pool(pool, cfg.data, cfg.partition, cfg.seed)
     labels = pool.y.numpy()
@@ -87,10 +100,13 @@ def cmd_partition(args: argparse.Namespace) -> int:
               + (f"  {extra}" if extra else ""))
     sizes = counts.sum(1)
     print(f"sizes: min {sizes.min()}, median {int(np.median(sizes))}, max {sizes.max()}")
-    if args.plot:
+    if png is not None:
         from pfedkit.data.pictures import plot_partition
 
-        path = Path(args.out) if args.out else Path(cfg.output) / "partition.png"
+        path = png
+        taken = [p for p in scenario_grid_paths(pool, cfg, path.parent) if p.exists()]
+        if taken and not args.overwrite:
+            raise ConfigError(f"{taken[0]} exists; pass --overwrite to replace it or --out PATH in another folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         plot_partition(part, labels, pool.num_classes, path,
                        domains=None if pool.domain is None else pool.domain.numpy(), domain_names=pool.domain_names)
@@ -100,6 +116,39 @@ def cmd_partition(args: argparse.Namespace) -> int:
     return 0
 
 
+def partition_plot_path(cfg: RunConfig, out: str, overwrite: bool) -> Path:
+    """Where ``partition --plot`` writes its PNG: ``out``, else ``<output>/partition.png``.
+
+    Checked before any work, unless ``overwrite``: an existing ``out`` file, or (without ``out``)
+    an output folder that already holds files, e.g. a run's results, is refused.
+    """
+    if out:
+        path = Path(out)
+        if path.is_dir() or path.suffix.lower() != ".png":
+            raise ConfigError(f"--out={out!r} must be a file path ending in .png")
+        if path.exists() and not overwrite:
+            raise ConfigError(f"--out={out!r} exists; pass --overwrite to replace it or choose another path")
+        return path
+    folder = Path(cfg.output)
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise ConfigError(f"output folder {str(folder)!r} already has files; pass --out PATH.png, set output=... "
+                          f"or pass --overwrite")
+    return folder / "partition.png"
+
+
+DOMAIN_GRID, CORRUPTION_GRID = "samples_domains.png", "samples_corruptions.png"
+
+
+def scenario_grid_paths(pool, cfg: RunConfig, folder: Path) -> list[Path]:
+    """The sample-grid PNGs `save_scenario_grids` writes into ``folder`` for this pool and config."""
+    paths = []
+    if pool.domain is not None and pool.domain_names:
+        paths.append(folder / DOMAIN_GRID)
+    if cfg.partition.corruption != "none":
+        paths.append(folder / CORRUPTION_GRID)
+    return paths
+
+
 def parse_lrs(text: str) -> list[float]:
     if not text:
         return []
@@ -107,8 +156,8 @@ def parse_lrs(text: str) -> list[float]:
         lrs = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ConfigError(f"--tune-lr={text!r} must be comma-separated numbers") from None
-    if any(lr <= 0 for lr in lrs):
-        raise ConfigError(f"--tune-lr={text!r}: every learning rate must be > 0")
+    if not all(0 < lr < float("inf") for lr in lrs):  # NaN fails every comparison
+        raise ConfigError(f"--tune-lr={text!r}: every learning rate must be a finite number > 0")
     return lrs
 
 
@@ -139,7 +188,8 @@ def cmd_bench(args: argparse.Namespace, command: str) -> int:
     for a in split(args.algos):
         algorithm_class(a)
     opts = BenchOptions(scale=args.scale, seeds=args.seeds, out=Path(args.out), settings=split(args.settings),
-                        algos=split(args.algos), quiet=not args.progress, command=command, workers=args.workers)
+                        algos=split(args.algos), quiet=not args.progress, command=command, workers=args.workers,
+                        overwrite=args.overwrite, tune_lr=tuple(parse_lrs(args.tune_lr)))
     return importlib.import_module(BENCHMARKS[args.name]).run(opts)
 
 
@@ -152,13 +202,13 @@ def save_scenario_grids(pool, cfg: RunConfig, folder: Path) -> list[Path]:
 
     written = []
     if pool.domain is not None and pool.domain_names:
-        written.append(save_domain_grid(pool, folder / "samples_domains.png", seed=cfg.seed))
+        written.append(save_domain_grid(pool, folder / DOMAIN_GRID, seed=cfg.seed))
     if cfg.partition.corruption != "none":
         from pfedkit.data.corruptions import CORRUPTIONS
 
         names = CORRUPTIONS if cfg.partition.corruption == "random" else (cfg.partition.corruption,)
         pick = torch.as_tensor(np.random.default_rng(cfg.seed).choice(len(pool), 4, replace=False))
-        written.append(save_corruption_grid(pool.x[pick], folder / "samples_corruptions.png",
+        written.append(save_corruption_grid(pool.x[pick], folder / CORRUPTION_GRID,
                                             torch.Generator().manual_seed(cfg.seed), corruptions=names))
     return written
 

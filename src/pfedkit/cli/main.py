@@ -17,7 +17,7 @@ EXAMPLES = """examples:
   pfedkit list                      # algorithms, datasets (present or not), partition schemes, models
   pfedkit run configs/demo.yaml algorithm=fedavg train.rounds=5
   pfedkit compare configs/demo.yaml --algos local,fedavg,fedavg_ft --seeds 3
-  pfedkit partition configs/demo.yaml partition.alpha=0.1 --plot
+  pfedkit partition configs/demo.yaml partition.alpha=0.1 partition.min_size=10 --plot --out results/partition_alpha0.1.png
   pfedkit pretrain configs/bpt_digits_md.yaml --scale cpu   # offline ViT backbone, cached
   pfedkit run configs/demo.yaml engine=flower-sim            # the same run in Flower's Ray simulation
   pfedkit flower app configs/demo.yaml algorithm=pfedgm --app flower-app   # deploy: docs/deploy.md
@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run one algorithm as a config describes",
                          description="Run one algorithm. Overrides are dotted keys, e.g. train.rounds=5 hp.fedprox.mu=0.1." + see_list)
     add_config_arguments(run, results=True)
-    run.add_argument("--resume", action="store_true", help="continue from the folder's checkpoint.pt")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the folder's checkpoint.pt (refused, naming the keys, if the config "
+                          "differs in anything that changes the result)")
 
     cmp_ = sub.add_parser("compare", help="compare algorithms on identical partitions over seeds",
                           description="Run each algorithm on each seed (same partition and initial weights "
@@ -60,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       "per-client label (and domain) histograms." + see_list)
     add_config_arguments(part, results=False)
     part.add_argument("--plot", action="store_true", help="write a PNG of per-client histograms")
-    part.add_argument("--out", default="", help="PNG path (default <output>/partition.png)")
+    part.add_argument("--out", default="", help="PNG path (default <output>/partition.png; sample grids go beside it)")
+    part.add_argument("--overwrite", action="store_true",
+                      help="write even where files exist (refused otherwise: an existing --out file or sample grid, "
+                           "or a non-empty <output> folder when --out is not given)")
     bench = sub.add_parser("bench", help="run a benchmark suite (tables + plots to docs/results/)",
                            description="Run a named benchmark: every setting x algorithm x seed, one markdown "
                                        "table and plot per setting under OUT/NAME/." + see_list)
@@ -69,10 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpu: sized for about an hour on 2 cores (default); gpu: full data, more rounds")
     bench.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
     bench.add_argument("--out", default="docs/results", help="output root (default docs/results)")
+    bench.add_argument("--overwrite", action="store_true",
+                       help="replace the selected settings' existing results under OUT/NAME/ (refused otherwise)")
     bench.add_argument("--settings", default="", help="comma-separated subset of the benchmark's settings")
     bench.add_argument("--algos", default="", help="comma-separated algorithms (default: the benchmark's list)")
     bench.add_argument("--progress", action="store_true", help="per-round progress output")
     bench.add_argument("--workers", type=int, default=1, help="processes running (seed, method) pairs in parallel")
+    bench.add_argument("--tune-lr", default="", metavar="LR,LR,...",
+                       help="per method, pick train.lr from these values by validation accuracy on tuning seed 1000")
 
     pre = sub.add_parser("pretrain", help="pretrain the offline ViT backbone on a source disjoint from the clients",
                          description="Train a ViT preset + linear head on a source dataset whose images are "
@@ -117,7 +126,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, results: bool) -> None
     parser.add_argument("config", nargs="?", help="YAML config file (defaults apply to keys it omits)")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
     if results:
-        parser.add_argument("--overwrite", action="store_true", help="replace an existing results folder")
+        parser.add_argument("--overwrite", action="store_true",
+                            help="replace an existing results folder (kept aside until the new run has written "
+                                 "its first round, restored if it fails before)")
         parser.add_argument("--quiet", action="store_true", help="no per-round progress output")
 
 

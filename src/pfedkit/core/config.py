@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import yaml
 
+from pfedkit.core.config_file import read_config_file
 from pfedkit.core.errors import ConfigError
 
 T = TypeVar("T")
@@ -181,6 +184,49 @@ class FlowerConfig:
 
 
 @dataclass
+class SimulateConfig:
+    """The in-process simulator's options (``simulate.*``, for ``engine=simulate``); see
+    docs/performance.md."""
+
+    batched: str = param("auto", choices=("auto", "always", "never"),
+                         doc="train a round's sampled clients together (stacked parameters, vmap): auto = when "
+                             "the method and model support it and the device is not the CPU (on CPU the serial "
+                             "path is faster); always (an error if unsupported); never = one client at a time")
+    batch_clients: int = param(0, lo=0, doc="batched path: at most this many clients per stacked call (0 = all "
+                                            "sampled clients; lower it to bound memory)")
+
+
+@dataclass
+class PrivacyConfig:
+    """Record-level differential privacy of what clients share (``privacy.*``; docs/privacy.md).
+
+    Off unless ``epsilon`` or ``noise_multiplier`` is set (not both). Each client's guarantee is
+    about one of its own training records: DP-SGD on what it trains and uploads, noised feature
+    statistics for pFedGM and pFedFDA, composed by opacus's RDP accountant.
+    """
+
+    epsilon: float = param(0.0, lo=0.0, doc="target epsilon of each client over the whole run (the noise is "
+                                             "calibrated to it before training); 0 = off")
+    delta: float = param(1e-5, lo=0.0, hi=0.1, lo_open=True,
+                         doc="delta of the (epsilon, delta) guarantee; keep it well below 1 / (a client's records)")
+    noise_multiplier: float = param(0.0, lo=0.0, hi=1e6, doc="a fixed noise multiplier instead of a target epsilon "
+                                                             "(the epsilon spent is then only reported); 0 = unset")
+    clip: float = param(1.0, lo=0.0, lo_open=True, hi=1e6, doc="DP-SGD: per-example gradient norm bound C")
+    stats_clip: float = param(5.0, lo=0.0, lo_open=True, hi=1e6,
+                              doc="released statistics: feature-vector norm bound C_f (pFedGM, pFedFDA)")
+
+    def __post_init__(self) -> None:
+        if self.epsilon > 0 and self.noise_multiplier > 0:
+            raise ConfigError(f"privacy.epsilon={self.epsilon:g} and privacy.noise_multiplier="
+                              f"{self.noise_multiplier:g} are both set; set one of them (the other stays 0)")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the run is private (a target epsilon or a noise multiplier is set)."""
+        return self.epsilon > 0 or self.noise_multiplier > 0
+
+
+@dataclass
 class RunConfig:
     """Everything one run needs. ``hp`` maps an algorithm name to its hyper-parameters."""
 
@@ -200,6 +246,8 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
     flower: FlowerConfig = field(default_factory=FlowerConfig)
+    simulate: SimulateConfig = field(default_factory=SimulateConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     hp: dict[str, Any] = param({}, sections="algorithm", doc="per-algorithm hyper-parameters, e.g. hp.fedprox.mu")
 
     def hparams(self, algorithm: str | None = None) -> Any:
@@ -213,7 +261,7 @@ def build_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = ""
     """Build dataclass ``cls`` from a mapping, checking keys, types and ranges recursively."""
     data = dict(data or {})
     if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{path or 'config'} must be a mapping, got {type(data).__name__}", key=path.rstrip(".") or None)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     hints = typing.get_type_hints(cls)
     inline = next((f for f in fields.values() if f.metadata.get("inline")), None)
@@ -222,7 +270,8 @@ def build_dataclass(cls: type[T], data: Mapping[str, Any] | None, path: str = ""
         data[inline.name] = {k: data.pop(k) for k in list(data) if k not in fields}
     for key in data:
         if key not in fields:
-            raise ConfigError(_unknown_key_message(f"{path}{key}", key, [f"{path}{k}" for k in fields]))
+            raise ConfigError(_unknown_key_message(f"{path}{key}", key, [f"{path}{k}" for k in fields]),
+                              key=f"{path}{key}")
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         if name not in data:
@@ -249,21 +298,25 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
-    """Read YAML (optional), apply ``a.b=value`` overrides, validate, return a RunConfig."""
+    """Read YAML (optional), apply ``a.b=value`` overrides, validate, return a RunConfig.
+
+    A fault in the file's syntax, a key written twice, an empty file, or a bad value of a key
+    the file sets (not an override) is reported with the file's line and column.
+    """
     raw: dict[str, Any] = {}
+    places: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {str(p)!r} not found")
-        try:
-            raw = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{p}: the top level must be a mapping of keys")
+        raw, places = read_config_file(Path(path))
     for item in overrides:
         apply_override(raw, item)
-    return build_dataclass(RunConfig, raw)
+    try:
+        return build_dataclass(RunConfig, raw)
+    except ConfigError as err:
+        key = err.key
+        overridden = [item.partition("=")[0].strip() for item in overrides]
+        if key is None or key not in places or any(key == o or key.startswith(o + ".") for o in overridden):
+            raise
+        raise ConfigError(f"{path}, {places[key]}: {err}", key=key) from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
@@ -313,40 +366,61 @@ def _unknown_key_message(full: str, key: str, candidates: list[str]) -> str:
     return f"unknown config key {full!r}{hint}"
 
 
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
 def _coerce(tp: Any, value: Any, path: str, meta: Mapping[str, Any]) -> Any:
     given = value
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{path} must be a section (mapping), got {value!r}")
+            raise ConfigError(f"{path} must be a section (mapping), got {value!r}", key=path)
         return build_dataclass(tp, value, path + ".")
     origin = typing.get_origin(tp)
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{path} must be a mapping, got {value!r}")
+            raise ConfigError(f"{path} must be a mapping, got {value!r}", key=path)
         if meta.get("sections"):
             return _sections(meta["sections"], value, path)
         return {str(k): (dict(v) if isinstance(v, dict) else v) for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if isinstance(value, dict) and tp in _KINDS:
+        raise ConfigError(f"{path} must be {_KINDS[tp]}, but keys are written under it "
+                          f"({', '.join(map(str, value))}); check their indentation", key=path)
+    if isinstance(value, float) and not math.isfinite(value):
+        allowed = range_text(meta)
+        raise ConfigError(f"{path}={_yaml_number(value)} is not a finite number (NaN and infinities are refused); "
+                          f"set {'a value in ' + allowed if allowed else 'a finite value'}", key=path)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}={value!r} must be true or false")
+            raise ConfigError(f"{path}={value!r} must be true or false", key=path)
     elif tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
             else:
-                raise ConfigError(f"{path}={value!r} must be an integer")
+                raise ConfigError(f"{path}={value!r} must be an integer", key=path)
     elif tp is float:
+        if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):  # YAML 1.1 reads 1e-5 as text
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}={value!r} must be a number")
+            raise ConfigError(f"{path}={value!r} must be a number", key=path)
         value = float(value)
     elif tp is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"{path}={value!r} must be a string")
+            raise ConfigError(f"{path}={value!r} must be a string", key=path)
         value = str(value)
     check_range(path, value, meta, shown=given)
     return value
+
+
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+"""A number in exponent form without a dot in the mantissa (``1e-5``), which YAML 1.1 leaves a string."""
+
+
+def _yaml_number(value: float) -> str:
+    """A non-finite float as YAML writes it (``.nan``, ``.inf``, ``-.inf``)."""
+    return ".nan" if math.isnan(value) else (".inf" if value > 0 else "-.inf")
 
 
 def _sections(group: str, value: Mapping[str, Any], path: str) -> dict[str, Any]:
@@ -358,7 +432,7 @@ def _sections(group: str, value: Mapping[str, Any], path: str) -> dict[str, Any]
         if name not in classes:  # a misspelt section, or an option written without its section
             candidates = [f"{path}.{c}" for c in classes]
             candidates += [f"{path}.{c}.{f.name}" for c, cls in classes.items() for f in dataclasses.fields(cls)]
-            raise ConfigError(_unknown_key_message(f"{path}.{name}", name, candidates))
+            raise ConfigError(_unknown_key_message(f"{path}.{name}", name, candidates), key=f"{path}.{name}")
         out[name] = raw if isinstance(raw, classes[name]) else build_dataclass(classes[name], raw, f"{path}.{name}.")
     return out
 
@@ -371,14 +445,22 @@ def check_range(path: str, value: Any, meta: Mapping[str, Any], shown: Any = Non
     if meta.get("choices_from"):
         choices = choices_of(meta["choices_from"])
     if choices is not None and value not in choices:
-        raise ConfigError(f"{path}={shown!r} is not allowed; choose one of {', '.join(map(str, choices))}")
+        raise ConfigError(f"{path}={shown!r} is not allowed; choose one of {', '.join(map(str, choices))}", key=path)
     lo, hi, lo_open = meta.get("lo"), meta.get("hi"), meta.get("lo_open", False)
     if lo is None and hi is None:
         return
     too_low = lo is not None and (value <= lo if lo_open else value < lo)
     too_high = hi is not None and value > hi
-    if too_low or too_high:
-        left = "(" if lo_open else "["
-        lo_s = "-inf" if lo is None else f"{lo:g}"
-        hi_s = "inf" if hi is None else f"{hi:g}"
-        raise ConfigError(f"{path}={shown!r} is out of range; allowed {left}{lo_s}, {hi_s}]")
+    if too_low or too_high or value != value:  # value != value: NaN, which no comparison catches
+        raise ConfigError(f"{path}={shown!r} is out of range; allowed {range_text(meta)}", key=path)
+
+
+def range_text(meta: Mapping[str, Any]) -> str:
+    """The allowed range of a field as ``[lo, hi]`` (``(lo, hi]`` if lo_open); "" if unbounded."""
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is None and hi is None:
+        return ""
+    left = "(" if meta.get("lo_open", False) else "["
+    lo_s = "-inf" if lo is None else f"{lo:g}"
+    hi_s = "inf" if hi is None else f"{hi:g}"
+    return f"{left}{lo_s}, {hi_s}]"

@@ -6,11 +6,21 @@ class PfedkitError(Exception):
 
 
 class ConfigError(PfedkitError):
-    """A config key, value or combination is invalid."""
+    """A config key, value or combination is invalid. ``key``: the dotted config key at fault,
+    when there is one (`pfedkit.core.config.load_config` adds where the file wrote it)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 class DatasetNotFoundError(PfedkitError):
     """A dataset's files are missing; the message says how to obtain them."""
+
+
+class DatasetCorruptError(PfedkitError):
+    """A dataset file exists but cannot be read or decoded; the message names the file and how
+    to restore it."""
 
 
 class PartitionError(PfedkitError):

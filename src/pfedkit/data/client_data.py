@@ -38,6 +38,9 @@ class ClientData:
     domain_val: torch.Tensor | None = None
     domain_test: torch.Tensor | None = None
     cache: dict[Any, torch.Tensor] = field(default_factory=dict, repr=False, compare=False)
+    train_pack: TrainPack | None = field(default=None, init=False, repr=False, compare=False)
+    """Set by `pack_training_splits`: the pack ``x_train`` / ``y_train`` are views into (not
+    carried over by ``dataclasses.replace``, whose new inputs are not in the pack)."""
 
     @property
     def heldout(self) -> bool:
@@ -64,7 +67,48 @@ class ClientData:
             if t is not None:
                 setattr(self, name, t.to(device))
         self.cache = {k: v.to(device) for k, v in self.cache.items()}
+        if self.train_pack is not None and self.train_pack.x.device != self.x_train.device:
+            self.train_pack = None  # moved on its own: no longer a view into the pack
         return self
+
+
+@dataclass
+class TrainPack:
+    """Several clients' training splits in one tensor each, on one device.
+
+    Attributes:
+        x: (N, ...) the training rows of every packed client, client after client.
+        y: (N,) their labels.
+        starts: client id -> index of the client's first row (its rows are
+            ``starts[k] : starts[k] + n_k``).
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    starts: dict[int, int]
+
+
+def pack_training_splits(clients: list[ClientData]) -> TrainPack:
+    """Put the clients' training splits into one `TrainPack` on their device, once per run.
+
+    Each client's ``x_train`` and ``y_train`` become views into the pack (same values, no second
+    copy), so the batched path gathers a minibatch of many clients with one index operation and
+    no per-round copy. Clients already packed together are returned as they are.
+    """
+    first = clients[0].train_pack if clients else None
+    if first is not None and all(c.train_pack is first for c in clients):
+        return first
+    starts, offset = {}, 0
+    for c in clients:
+        starts[c.client_id] = offset
+        offset += c.num_train
+    x = torch.cat([c.x_train for c in clients]) if clients else torch.zeros(0)
+    y = torch.cat([c.y_train for c in clients]) if clients else torch.zeros(0, dtype=torch.int64)
+    pack = TrainPack(x, y, starts)
+    for c in clients:
+        start, n = starts[c.client_id], c.num_train
+        c.x_train, c.y_train, c.train_pack = x[start:start + n], y[start:start + n], pack
+    return pack
 
 
 def stratified_split(

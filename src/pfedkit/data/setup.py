@@ -14,6 +14,7 @@ from pfedkit.data.federated import build_client, build_clients, subsample_pool
 from pfedkit.data.partition import Partition, build_partition
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import load_source
+from pfedkit.data.split_check import check_client_splits
 
 
 @dataclass
@@ -68,7 +69,9 @@ def build_client_data(data: DataConfig, part: PartitionConfig, seed: int, k: int
     if not 0 <= k < data.num_clients:
         raise ConfigError(f"client {k} does not exist; data.num_clients={data.num_clients}")
     partition = partition_pool(pool, data, part, seed)
-    return build_client(pool, partition, k, data.val_fraction, data.test_fraction, seed)
+    client = build_client(pool, partition, k, data.val_fraction, data.test_fraction, seed)
+    check_client_splits([client], data, part)
+    return client
 
 
 def build_federated_data(data: DataConfig, part: PartitionConfig, seed: int, pool: Pool | None = None) -> FederatedData:
@@ -76,4 +79,5 @@ def build_federated_data(data: DataConfig, part: PartitionConfig, seed: int, poo
     pool = pool if pool is not None else load_pool(data, seed)
     partition = partition_pool(pool, data, part, seed)
     clients = build_clients(pool, partition, data.val_fraction, data.test_fraction, seed)
+    check_client_splits(clients, data, part)
     return FederatedData(pool, partition, clients)

@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pfedkit.core.payload import Payload
+from pfedkit.engines.checkpoint_file import read_checkpoint, write_checkpoint
 from pfedkit.engines.report import Record
 
 
@@ -42,25 +41,35 @@ class Callback:
 
 
 class Checkpointer(Callback):
-    """Saves the `EngineState` to ``path`` every ``every`` rounds (atomically: write, then rename),
-    so `load` + ``Simulator.run(resume_from=...)`` replays an uninterrupted run exactly."""
+    """Saves the `EngineState` to ``path`` every ``every`` rounds, so `load` +
+    ``Simulator.run(resume_from=...)`` replays an uninterrupted run exactly.
 
-    def __init__(self, path: Path, every: int) -> None:
+    The file is written atomically with a SHA-256 checksum (`pfedkit.engines.checkpoint_file`);
+    ``meta`` (e.g. the resolved config and the partition hash) is stored beside the state, so a
+    resume can refuse a changed run (`read`).
+    """
+
+    def __init__(self, path: Path, every: int, meta: dict[str, Any] | None = None) -> None:
         if every < 1:
             raise ValueError(f"checkpoint every {every} rounds: must be >= 1")
-        self.path, self.every = Path(path), every
+        self.path, self.every, self.meta = Path(path), every, dict(meta or {})
 
     def on_round_end(self, record: Record, state: EngineState) -> None:
         if state.round % self.every == 0:
-            tmp = self.path.with_suffix(".tmp")
-            torch.save({"round": state.round, "server": state.server, "client_states": state.client_states,
-                        "history": state.history}, tmp)
-            tmp.replace(self.path)
+            write_checkpoint(self.path, {"round": state.round, "server": state.server,
+                                         "client_states": state.client_states, "history": state.history,
+                                         "meta": self.meta})
+
+    @staticmethod
+    def read(path: Path) -> tuple[EngineState, dict[str, Any]]:
+        """(state, meta) saved at ``path``, verified; ConfigError naming the file if it is damaged."""
+        ckpt = read_checkpoint(path)
+        state = EngineState(ckpt["round"], ckpt["server"], ckpt["client_states"], ckpt["history"])
+        return state, ckpt.get("meta", {})
 
     @staticmethod
     def load(path: Path) -> EngineState | None:
-        """The state saved at ``path``, or None when there is no checkpoint."""
+        """The state saved at ``path`` (verified), or None when there is no checkpoint."""
         if not Path(path).exists():
             return None
-        ckpt = torch.load(path, weights_only=False)
-        return EngineState(ckpt["round"], ckpt["server"], ckpt["client_states"], ckpt["history"])
+        return Checkpointer.read(path)[0]

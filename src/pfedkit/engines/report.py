@@ -64,6 +64,31 @@ def pooled_calibration(record: Record, split: str, clients: list[int] | None = N
     return None
 
 
+RARE_MAX = 9
+"""A class a client holds 1..RARE_MAX training samples of is *rare* for that client."""
+
+
+def scarce_class_accuracy(record: Record, clients: list[int] | None = None) -> dict[str, float] | None:
+    """Test accuracy pooled over the (client, class) pairs where the client has few training
+    samples of the class: ``rare`` (1..`RARE_MAX`) and ``unseen`` (0), with their test sample
+    counts ``rare_n`` and ``unseen_n`` (accuracy NaN when the count is 0). None when the record
+    has no per-class entries (`pfedkit.engines.evaluation.CLASS_KEYS`)."""
+    ev = record["eval"]
+    if "train_class_n" not in ev:
+        return None
+    train = np.asarray(ev["train_class_n"], dtype=np.int64)  # (K, C)
+    correct = np.asarray(ev["test_class_correct"], dtype=np.float64)
+    total = np.asarray(ev["test_class_n"], dtype=np.float64)
+    if clients is not None:
+        train, correct, total = train[clients], correct[clients], total[clients]
+    out: dict[str, float] = {}
+    for name, mask in (("rare", (train >= 1) & (train <= RARE_MAX)), ("unseen", train == 0)):
+        n = float(total[mask].sum())
+        out[name] = float(correct[mask].sum() / n) if n else math.nan
+        out[f"{name}_n"] = n
+    return out
+
+
 def select_round(history: list[Record], clients: list[int] | None = None) -> Record:
     """The evaluated round with the best client-mean val accuracy (earliest on ties)."""
     evals = eval_records(history)
@@ -72,6 +97,29 @@ def select_round(history: list[Record], clients: list[int] | None = None) -> Rec
     scores = [split_summary(r, "val", clients)["mean"] for r in evals]
     scores = [-np.inf if np.isnan(s) else s for s in scores]
     return evals[int(np.argmax(scores))]
+
+
+def privacy_entry(updates: list[Any]) -> Record:
+    """``{"privacy": {"epsilon", "delta"}}`` from this round's client updates when they report the
+    privacy they have spent (``metrics["epsilon"]``, ``metrics["delta"]``; privacy.* on): the
+    largest epsilon among them. Else ``{}``."""
+    spent = [u.metrics for u in updates if "epsilon" in u.metrics]
+    if not spent:
+        return {}
+    return {"privacy": {"epsilon": max(float(m["epsilon"]) for m in spent),
+                        "delta": max(float(m.get("delta", 0.0)) for m in spent)}}
+
+
+def carry_privacy(record: Record, history: list[Record]) -> None:
+    """Make ``record["privacy"]`` the spend of the whole federation so far: epsilon is the max over
+    every client, so over this round's and every earlier record's (each client's own spend only
+    grows); a round without private updates repeats the last spend. Changes ``record`` in place."""
+    earlier = [r["privacy"] for r in history if "privacy" in r]
+    if not earlier:
+        return
+    now = record.get("privacy", earlier[-1])
+    record["privacy"] = {"epsilon": max(now["epsilon"], earlier[-1]["epsilon"]),
+                         "delta": max(now["delta"], earlier[-1]["delta"])}
 
 
 def run_summary(history: list[Record], heldout: list[int] | None = None) -> dict[str, Any]:
@@ -89,10 +137,16 @@ def run_summary(history: list[Record], heldout: list[int] | None = None) -> dict
     out: dict[str, Any] = {"selected_round": best["round"], "last_round": last["round"]}
     for tag, rec in (("selected", best), ("last", last)):
         out[tag] = {s: split_summary(rec, s, participants) for s in ("val", "test")}
+        scarce = scarce_class_accuracy(rec, participants)
+        if scarce is not None:
+            out[tag]["scarce"] = scarce
         if heldout:
             out[tag]["heldout"] = {s: split_summary(rec, s, heldout) for s in ("val", "test")}
     trained = [r for r in history if r["round"] >= 1]
     out["seconds_per_round"] = float(np.mean([r["seconds"] for r in trained])) if trained else 0.0
     out["bytes_up_per_round"] = float(np.mean([r["bytes_up"] for r in trained])) if trained else 0.0
     out["bytes_down_per_round"] = float(np.mean([r["bytes_down"] for r in trained])) if trained else 0.0
+    spent = [r["privacy"] for r in history if "privacy" in r]
+    if spent:  # privacy.*: (epsilon, delta) spent by the end, max over clients
+        out["privacy"] = dict(spent[-1])
     return out

@@ -16,12 +16,14 @@ import torch
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.core.calibration import CalibrationBins
+from pfedkit.core.errors import ConfigError
 from pfedkit.core.payload import Payload, clone_payload, payload_nbytes
 from pfedkit.core.seeding import numpy_generator, torch_generator
-from pfedkit.data.client_data import ClientData
+from pfedkit.data.client_data import ClientData, pack_training_splits
 from pfedkit.engines.callbacks import Callback, EngineState
-from pfedkit.engines.evaluation import SPLITS, evaluate_client
-from pfedkit.engines.report import Record, run_summary
+from pfedkit.engines.divergence import check_round
+from pfedkit.engines.evaluation import CLASS_KEYS, SPLITS, evaluate_client
+from pfedkit.engines.report import Record, carry_privacy, privacy_entry, run_summary
 
 
 @dataclass
@@ -33,6 +35,10 @@ class SimulationSettings:
     client_fraction: float = 1.0
     eval_every: int = 1
     device: str = "cpu"
+    batched: str = "auto"
+    """Train a round's clients together (``simulate.batched``): auto, always or never (`use_batched`)."""
+    batch_clients: int = 0
+    """Batched path: at most this many clients per `Algorithm.local_updates` call (0 = all)."""
 
 
 @dataclass
@@ -54,6 +60,24 @@ def sample_clients(seed: int, round: int, candidates: list[int], fraction: float
     return sorted(candidates[i] for i in chosen)
 
 
+def use_batched(algo: Algorithm, mode: str, device: torch.device) -> bool:
+    """Whether the simulator trains a round's clients together (``simulate.batched``).
+
+    ``never``: one client at a time. ``always``: together; a one-line ConfigError naming the fix
+    when the method or the model cannot (`Algorithm.batching_blocker`). ``auto``: together when
+    they can and the device is not the CPU (on a CPU the serial path is faster:
+    docs/performance.md). (Not on/off: YAML reads those as booleans.)
+    """
+    if mode not in ("auto", "always", "never"):
+        raise ConfigError(f"simulate.batched={mode!r} is not allowed; choose one of auto, always, never")
+    if mode == "never":
+        return False
+    blocker = algo.batching_blocker()
+    if mode == "always" and blocker is not None:
+        raise ConfigError(f"simulate.batched=always: {blocker}; use simulate.batched=auto or never")
+    return blocker is None and (mode == "always" or device.type != "cpu")
+
+
 def round_half_up(x: float) -> int:
     return int(np.floor(x + 0.5))
 
@@ -72,6 +96,7 @@ class RoundEvents:
 
     def _end_round(self, record: Record, state: EngineState) -> None:
         """Append the round's record to the history and tell every callback."""
+        carry_privacy(record, state.history)
         state.history.append(record)
         for cb in self.callbacks:
             cb.on_round_end(record, state)
@@ -91,7 +116,9 @@ class Simulator(RoundEvents):
     Args:
         algo: the algorithm (its workspace model is moved to the device).
         clients: every client's data; clients whose ``heldout`` flag is set never train.
-        settings: seed, rounds, participation, evaluation cadence, device.
+        settings: seed, rounds, participation, evaluation cadence, device, and whether a round's
+            clients train one after another or together (`use_batched`; the training splits are
+            then packed into one device tensor for the whole run).
         callbacks: told of the run's start, every round's end and the run's end (progress line,
             checkpoints, metrics file: see ``pfedkit.engines.callbacks``).
     """
@@ -107,6 +134,9 @@ class Simulator(RoundEvents):
         self.train_ids = [c.client_id for c in clients if not c.heldout]
         if not self.train_ids:
             raise ValueError("every client is held out: nothing would train")
+        self.batched = use_batched(algo, settings.batched, self.device)
+        if self.batched:  # every training split in one device tensor, for the whole run
+            pack_training_splits([clients[k] for k in self.train_ids])
 
     def run(self, resume_from: EngineState | None = None) -> SimulationResult:
         """Run all rounds (continuing after ``resume_from`` if given) and summarise."""
@@ -140,14 +170,27 @@ class Simulator(RoundEvents):
         bcast = self.algo.broadcast(server, r)
         updates: list[ClientUpdate] = []
         bytes_down = 0
-        for k in sampled:
-            ctx = RoundContext(r, k, torch_generator(self.s.seed, r, k), self.device)
-            message = self.algo.for_client(bcast, k)
-            bytes_down += payload_nbytes(message)
-            update = self.algo.local_update(message, states[k], self.clients[k], ctx)
-            states[k] = self._off_device(update.state)
-            updates.append(update)
+        if self.batched:
+            size = self.s.batch_clients or len(sampled)
+            for i in range(0, len(sampled), size):
+                group = sampled[i:i + size]
+                ctxs = [RoundContext(r, k, torch_generator(self.s.seed, r, k), self.device) for k in group]
+                messages = [self.algo.for_client(bcast, k) for k in group]
+                bytes_down += sum(payload_nbytes(m) for m in messages)
+                for k, update in zip(group, self.algo.local_updates(messages, [states[k] for k in group],
+                                                                    [self.clients[k] for k in group], ctxs)):
+                    states[k] = self._off_device(update.state)
+                    updates.append(update)
+        else:
+            for k in sampled:
+                ctx = RoundContext(r, k, torch_generator(self.s.seed, r, k), self.device)
+                message = self.algo.for_client(bcast, k)
+                bytes_down += payload_nbytes(message)
+                update = self.algo.local_update(message, states[k], self.clients[k], ctx)
+                states[k] = self._off_device(update.state)
+                updates.append(update)
         server = self.algo.aggregate(server, updates, r)
+        check_round(self.algo, r, updates, server)  # divergence guard: before any callback sees the round
         return server, states, round_record(r, sampled, updates, bytes_down, t0)
 
     def evaluate_all(self, server: Payload, states: list[Payload], r: int) -> dict[str, Any]:
@@ -173,7 +216,7 @@ def round_record(r: int, sampled: list[int], updates: list[ClientUpdate], bytes_
     """A training round's record: its clients, the mean of their ``train_loss`` metrics, the
     payload bytes sent and received, and the seconds since ``t0`` (a ``time.perf_counter()``)."""
     losses = [u.metrics.get("train_loss", float("nan")) for u in updates]
-    return {
+    record = {
         "round": r,
         "clients": sampled,
         "train_loss": float(np.nanmean(losses)) if not np.all(np.isnan(losses)) else float("nan"),
@@ -181,6 +224,7 @@ def round_record(r: int, sampled: list[int], updates: list[ClientUpdate], bytes_
         "bytes_up": sum(payload_nbytes(u.upload) for u in updates),
         "seconds": time.perf_counter() - t0,
     }
+    return record | privacy_entry(updates)
 
 
 def pool_evaluations(results: list[dict[str, Any]], heldout: list[int]) -> dict[str, Any]:
@@ -204,4 +248,7 @@ def pool_evaluations(results: list[dict[str, Any]], heldout: list[int]) -> dict[
         ev[f"{s}_calib"] = pooled[s].to_dict()
         if heldout:
             ev[f"{s}_calib_heldout"] = {"clients": heldout, **pooled_heldout[s].to_dict()}
+    for key in CLASS_KEYS:  # per client and class (an engine whose replies lack them leaves them out)
+        if all(key in res for res in results):
+            ev[key] = [list(res[key]) for res in results]
     return ev

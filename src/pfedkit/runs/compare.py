@@ -13,22 +13,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from pfedkit.algorithms.protocol import Algorithm
+from pfedkit.algorithms.registry import algorithm_class
 from pfedkit.core.config import RunConfig
 from pfedkit.core.metrics import mean_std
 from pfedkit.data.setup import FederatedData, build_federated_data, load_pool
 from pfedkit.engines.report import Record
 from pfedkit.runs import results
-from pfedkit.runs.experiment import simulate_config
+from pfedkit.runs.experiment import seeded_model, simulate_config
 
 
 @dataclass
 class ComparisonRun:
-    """One (algorithm, seed) run of a comparison."""
+    """One (algorithm, seed) run of a comparison. ``same_as``: what the method declares it
+    computes exactly under this run's model and hyper-parameters (`declared_equivalence`)."""
 
     algorithm: str
     seed: int
     summary: dict[str, Any]
     history: list[Record]
+    same_as: str | None = None
 
 
 def run_comparison(cfg: RunConfig, algorithms: list[str], seeds: list[int], out_dir: Path | None,
@@ -85,8 +89,18 @@ def _run_one(cfg: RunConfig, label: str, seed: int, out_dir: Path | None, progre
     if out_dir is not None:
         run_dir = out_dir / label / f"seed{seed}"
         run_dir.mkdir(parents=True, exist_ok=True)
-    res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress)
-    return ComparisonRun(label, seed, res.summary, res.history)
+    # overwrite: the comparison's folder as a whole was claimed by the caller (`OutputFolder` in the CLI)
+    res = simulate_config(run_cfg, fed=fed, out_dir=run_dir, progress=progress, overwrite=True)
+    return ComparisonRun(label, seed, res.summary, res.history, declared_equivalence(run_cfg, fed))
+
+
+def declared_equivalence(cfg: RunConfig, fed: FederatedData) -> str | None:
+    """`Algorithm.equivalent_to` of ``cfg.algorithm`` on the config's model (built as the run
+    builds it) and hyper-parameters, e.g. ``"fedavg (the model has no BatchNorm layers)"``."""
+    cls = algorithm_class(cfg.algorithm)
+    if getattr(cls.equivalent_to, "__func__", None) is Algorithm.equivalent_to.__func__:
+        return None  # declares nothing: no model to build
+    return cls.equivalent_to(seeded_model(cfg, fed.input_shape, fed.num_classes), cfg.hparams())
 
 
 def _exit_with_parent(parent_pid: int) -> None:
@@ -124,26 +138,37 @@ def _log_run(run: ComparisonRun, log: Callable[[str], None]) -> ComparisonRun:
 def comparison_table(runs: list[ComparisonRun]) -> str:
     """Markdown table: per algorithm, mean ± std over seeds of the protocol's metrics (in %).
 
+    A method that declares itself identical to another under the runs' model and
+    hyper-parameters (``same_as``) says so in its method cell: ``fedbn = fedavg (the model has
+    no BatchNorm layers)``, rather than standing as an unexplained duplicate row.
+
     ``ECE % (test, val-sel.)`` is the test split's expected calibration error at the
     val-selected round, pooled over the clients' predictions (15 bins); "n/a" for runs whose
-    summary has none (over the seeds that have one otherwise).
+    summary has none (over the seeds that have one otherwise). When every summary has per-class
+    results, ``rare`` / ``unseen`` give the test accuracy at the val-selected round on the classes
+    a client holds 1-9 / 0 training samples of (`pfedkit.engines.report.scarce_class_accuracy`).
     """
     algos = list(dict.fromkeys(r.algorithm for r in runs))
-    header = ("| method | test acc (val-sel.) | weighted | worst 10% | std across clients | "
-              "test acc (last) | ECE % (test, val-sel.) | s/round | MB up/round | MB down/round |")
-    lines = [header, "|" + "---|" * 10]
+    scarce = all("scarce" in r.summary["selected"] for r in runs)
+    columns = ["method", "test acc (val-sel.)", "weighted", "worst 10%", "std across clients", "test acc (last)",
+               *(["rare classes", "unseen classes"] if scarce else []),
+               "ECE % (test, val-sel.)", "s/round", "MB up/round", "MB down/round"]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for a in algos:
         rs = [r for r in runs if r.algorithm == a]
         cell = lambda f: "{:.2f} ± {:.2f}".format(*[100 * v for v in mean_std([f(r.summary) for r in rs])])  # noqa: E731
         mean = lambda f: sum(f(r.summary) for r in rs) / len(rs)  # noqa: E731
+        same = next((r.same_as for r in rs if r.same_as), None)
         lines.append("| " + " | ".join([
-            a,
+            f"{a} = {same}" if same else a,
             cell(lambda s: s["selected"]["test"]["mean"]),
             cell(lambda s: s["selected"]["test"]["weighted"]),
             cell(lambda s: s["selected"]["test"]["worst10"]),
             cell(lambda s: s["selected"]["test"]["std"]),
             cell(lambda s: s["last"]["test"]["mean"]),
-            _ece_cell([r.summary["selected"]["test"].get("ece", math.nan) for r in rs]),
+            *([_finite_cell([r.summary["selected"]["scarce"][k] for r in rs]) for k in ("rare", "unseen")]
+              if scarce else []),
+            _finite_cell([r.summary["selected"]["test"].get("ece", math.nan) for r in rs]),
             f"{mean(lambda s: s['seconds_per_round']):.2f}",
             f"{mean(lambda s: s['bytes_up_per_round']) / 1e6:.3f}",
             f"{mean(lambda s: s['bytes_down_per_round']) / 1e6:.3f}",
@@ -151,8 +176,8 @@ def comparison_table(runs: list[ComparisonRun]) -> str:
     return "\n".join(lines)
 
 
-def _ece_cell(values: list[float]) -> str:
-    """Mean ± std in % over the seeds with a finite ECE; "n/a" when none has one."""
+def _finite_cell(values: list[float]) -> str:
+    """Mean ± std in % over the seeds with a finite value; "n/a" when none has one."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     return "{:.2f} ± {:.2f}".format(*[100 * v for v in mean_std(finite)]) if finite else "n/a"
 

@@ -94,7 +94,8 @@ def build_client_side(cfg: RunConfig, client_id: int, data_root: str = "") -> Cl
         model, (data,) = on_frozen_features(model, [data], device)
     data.to(device)
     model.to(device)
-    algo = build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, pool.num_classes, cfg.seed)
+    algo = build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, pool.num_classes, cfg.seed,
+                           privacy=cfg.privacy)
     initial = {k: v.detach().clone() for k, v in algo.model.state_dict().items()}
     return ClientSide(algo, data, cfg.seed, device, partition.hash, initial)
 
@@ -106,7 +107,8 @@ def server_algorithm(cfg: RunConfig, fed: Federation) -> Algorithm:
     if isinstance(model, PromptedClassifier) and model.body.num_prompts == 0:
         model, _ = on_frozen_features(model, [], resolve_device(cfg.device))
     model.to(resolve_device(cfg.device))
-    return build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, fed.num_classes, cfg.seed)
+    return build_algorithm(cfg.algorithm, model, cfg.hparams(), cfg.train, fed.num_classes, cfg.seed,
+                           privacy=cfg.privacy)
 
 
 class _WriteConfig(Callback):

@@ -7,9 +7,21 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.batched_training import (
+    ClientRows,
+    cross_entropy_loss,
+    model_call,
+    parameter_names,
+    stack_payloads,
+    train_together,
+    unstack,
+    weighted_cross_entropy,
+)
+from pfedkit.algorithms.toolkit.proximal import squared_distance
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload
@@ -41,6 +53,7 @@ class Ditto(Algorithm[DittoHParams]):
     name = "ditto"
     shares = "the whole global model"
     keeps = "a whole personal model pulled to the global one by lambda"
+    batched = True
     paper = "Li, Hu, Beirami, Smith, Ditto: Fair and Robust Federated Learning Through Personalization, ICML 2021"
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
@@ -52,7 +65,7 @@ class Ditto(Algorithm[DittoHParams]):
         lam = self.hp.lam
 
         def personal_loss(xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-            prox = sum(((p - a) ** 2).sum() for p, a in zip(params, anchors))
+            prox = squared_distance(zip(params, anchors))
             return F.cross_entropy(self.model(xb), yb) + 0.5 * lam * prox
 
         epochs = self.hp.personal_epochs or self.train.local_epochs
@@ -64,3 +77,28 @@ class Ditto(Algorithm[DittoHParams]):
         g_loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator)
         return ClientUpdate(upload=self.snapshot(), weight=data.num_train, state=personal,
                             metrics={"train_loss": g_loss, "personal_loss": p_loss})
+
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        """Both models of several clients at once: the personal phase (proximal loss around each
+        client's received w^t) for all of them, then the global phase, drawing from each client's
+        generator in the serial order."""
+        device, generators, rows = ctxs[0].device, [c.generator for c in ctxs], ClientRows.of_clients(datas)
+        names = parameter_names(self.model)
+        model, lam = self.model, self.hp.lam
+
+        def personal_loss(t: dict[str, Tensor], x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+            prox = squared_distance((t[n], t[f"anchor.{n}"]) for n in names)
+            return weighted_cross_entropy(model_call(model, t, x), y, w) + 0.5 * lam * prox
+
+        starts = [{**b, **s} for b, s in zip(broadcasts, states)]  # v starts at w^t on the first participation
+        global_start = stack_payloads(broadcasts, names, device)
+        anchors = {f"anchor.{n}": t for n, t in global_start.items()}
+        epochs = self.hp.personal_epochs or self.train.local_epochs
+        personal, p_losses = train_together(personal_loss, stack_payloads(starts, names, device), rows, generators,
+                                            self.train, per_client=anchors, epochs=epochs)
+        trained, g_losses = train_together(cross_entropy_loss(model), global_start, rows, generators, self.train)
+        return [ClientUpdate(upload={**b, **g}, weight=d.num_train, state={**start, **v},
+                             metrics={"train_loss": float(gl), "personal_loss": float(pl)})
+                for b, start, g, v, d, gl, pl in zip(broadcasts, starts, unstack(trained, len(ctxs)),
+                                                     unstack(personal, len(ctxs)), datas, g_losses, p_losses)]

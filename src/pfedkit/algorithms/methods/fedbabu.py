@@ -9,6 +9,15 @@ import torch
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.batched_training import (
+    ClientRows,
+    constants_of,
+    cross_entropy_loss,
+    parameter_names,
+    stack_payloads,
+    train_together,
+    unstack,
+)
 from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.config import param
@@ -42,6 +51,7 @@ class FedBABU(Algorithm[FedBABUHParams]):
     shares = "body (head frozen at its random init)"
     keeps = "a copy fine-tuned before each evaluation"
     paper = "Oh, Kim, Yun, FedBABU: Toward Enhanced Representation for Federated Image Classification, ICLR 2022"
+    batched = True
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)
@@ -49,6 +59,18 @@ class FedBABU(Algorithm[FedBABUHParams]):
         loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator, params=body)
         return ClientUpdate(upload=self.snapshot(self.keys("body")), weight=data.num_train, state=state,
                             metrics={"train_loss": loss})
+
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        device = ctxs[0].device
+        body = parameter_names(self.model, self.keys("body"))
+        per_client, shared = constants_of(broadcasts, parameter_names(self.model, self.keys("head")), device)
+        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(broadcasts, body, device),
+                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train,
+                                         per_client=per_client, shared=shared)
+        return [ClientUpdate(upload={**{k: b[k] for k in self.keys("body")}, **new}, weight=d.num_train, state=s,
+                             metrics={"train_loss": float(loss)})
+                for b, new, s, d, loss in zip(broadcasts, unstack(trained, len(ctxs)), states, datas, losses)]
 
     def personal_predictor(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> Predictor:
         self.load(broadcast)

@@ -51,5 +51,16 @@ class FedBN(PartialSharing[FedBNHParams]):
              "ICLR 2021")
 
     def personal_keys(self) -> list[str]:
-        kinds = _BATCH_NORMS if self.hp.local_norms == "batch" else _ALL_NORMS
-        return norm_keys(self.model, kinds)
+        return norm_keys(self.model, _norm_kinds(self.hp))
+
+    @classmethod
+    def equivalent_to(cls, model: nn.Module, hp: FedBNHParams) -> str | None:
+        """FedAvg when the model has no normalisation layer of the kinds ``hp.local_norms`` keeps."""
+        if norm_keys(model, _norm_kinds(hp)):
+            return None
+        kind = "BatchNorm" if hp.local_norms == "batch" else "normalisation"
+        return f"fedavg (the model has no {kind} layers)"
+
+
+def _norm_kinds(hp: FedBNHParams) -> tuple[type[nn.Module], ...]:
+    return _BATCH_NORMS if hp.local_norms == "batch" else _ALL_NORMS

@@ -22,6 +22,7 @@ class FedPer(PartialSharing[NoHParams]):
     shares = "body"
     keeps = "head"
     paper = "Arivazhagan et al., Federated Learning with Personalization Layers, arXiv:1912.00818, 2019"
+    batched = True
 
     def personal_keys(self) -> list[str]:
         return self.keys("head")

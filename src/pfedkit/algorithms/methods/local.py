@@ -4,6 +4,15 @@ from __future__ import annotations
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, NoHParams, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.batched_training import (
+    ClientRows,
+    cross_entropy_loss,
+    parameter_names,
+    stack_payloads,
+    train_together,
+    unstack,
+)
+from pfedkit.algorithms.toolkit.privacy import ledger_for
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.payload import Payload
 from pfedkit.data.client_data import ClientData
@@ -17,6 +26,8 @@ class Local(Algorithm[NoHParams]):
     shares = "nothing"
     keeps = "the whole model"
     paper = "no federation (lower reference)"
+    batched = True
+    supports_privacy = True  # nothing leaves the client: epsilon 0 (reported as such)
 
     def init_client(self, data: ClientData) -> Payload:
         return self.snapshot()
@@ -26,5 +37,16 @@ class Local(Algorithm[NoHParams]):
 
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(state)
+        ledger = ledger_for(self, state, data.num_train)  # no release: only reports epsilon 0 when private
         loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator)
-        return ClientUpdate(upload={}, weight=0.0, state=self.snapshot(), metrics={"train_loss": loss})
+        return ClientUpdate(upload={}, weight=0.0, state=ledger.state(self.snapshot()),
+                            metrics={"train_loss": loss, **ledger.metrics()})
+
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        # privacy off here (Algorithm.batching_blocker): the state needs no privacy ledger
+        names = parameter_names(self.model)
+        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(states, names, ctxs[0].device),
+                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train)
+        return [ClientUpdate(upload={}, weight=0.0, state={**s, **new}, metrics={"train_loss": float(loss)})
+                for s, new, loss in zip(states, unstack(trained, len(ctxs)), losses)]

@@ -23,7 +23,9 @@ from torch import Tensor
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.dp_sgd import poisson_schedule
 from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.privacy import STATS_RELEASE, PrivacyLedger, ledger_for
 from pfedkit.algorithms.toolkit.training import features_in_batches, train_epochs
 from pfedkit.core.config import param
 from pfedkit.core.payload import Payload, weighted_average
@@ -33,7 +35,8 @@ from pfedkit.models.split import SplitModel
 from pfedkit.stats.folds import cross_validated_choice
 from pfedkit.stats.fusion import interpolate
 from pfedkit.stats.gaussian_head import GaussianHead
-from pfedkit.stats.sufficient import STATS_DTYPE, class_stats, shrink, tied_covariance
+from pfedkit.stats.privacy_accounting import Mechanism
+from pfedkit.stats.sufficient import STATS_DTYPE, ClassStats, class_stats, shrink, tied_covariance
 
 MEANS = "fda.means"  # (C, d): server: global means; upload: the client's interpolated means
 COV = "fda.cov"  # (d, d): server: global tied covariance; upload: the client's interpolated one
@@ -95,9 +98,12 @@ class PFedFDA(Algorithm[PFedFDAHParams]):
     paper = "Mclaughlin and Su, Personalized Federated Learning via Feature Distribution Adaptation, NeurIPS 2024"
     shares = "body + Gaussian statistics (interpolated class means, tied covariance)"
     keeps = "nothing persistent: the Gaussian head is refit from local features each time"
+    supports_privacy = True  # DP-SGD on the body, noised statistics (docs/privacy.md)
 
     def setup(self) -> None:
         self.body_keys = self.keys("body")
+        if self.privacy.enabled:  # train, fit and release the statistics of features in one ball
+            self.model.feature_bound = self.privacy.stats_clip
 
     # ----- server -------------------------------------------------------------------------
     def init_server(self) -> Payload:
@@ -130,9 +136,14 @@ class PFedFDA(Algorithm[PFedFDAHParams]):
         return out
 
     # ----- client -------------------------------------------------------------------------
+    def privacy_plan(self, round: int, num_train: int) -> list[Mechanism]:
+        return [poisson_schedule(num_train, self.train.batch_size, self.train.local_epochs), STATS_RELEASE]
+
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load({k: broadcast[k] for k in self.body_keys})
-        prior = local_prior(data.class_counts("train"), self.hp.prior_eps)
+        ledger = ledger_for(self, state, data.num_train)
+        # private: the training head's class prior would be one more release of the counts; uniform instead
+        prior = None if ledger.active else local_prior(data.class_counts("train"), self.hp.prior_eps)
         g_means, g_cov = broadcast[MEANS], broadcast[COV]
         head = lda_head(g_means, g_cov, prior, self.hp.eps).to(device=ctx.device)
         model = self.model
@@ -141,11 +152,27 @@ class PFedFDA(Algorithm[PFedFDAHParams]):
             return F.cross_entropy(head.logits(model.features(xb)), yb)
 
         loss = train_epochs(model, data.x_train, data.y_train, self.train, ctx.generator,
-                            params=parameters_named(model, self.body_keys), loss_fn=loss_fn)
+                            params=parameters_named(model, self.body_keys), loss_fn=loss_fn, private=ledger.dp_sgd())
+        if ledger.active:
+            return self.private_update(broadcast, state, data, ctx, ledger, loss)
         means, cov, valid, betas = self.personal_gaussian(broadcast, data, ctx.generator)
         upload = {**self.snapshot(self.body_keys), MEANS: means.float(), COV: cov.float(), VALID: valid.float()}
         metrics = {"train_loss": loss, "beta_mu": float(betas[0]), "beta_cov": float(betas[1])}
         return ClientUpdate(upload=upload, weight=data.num_train, state={BETA: betas.float()}, metrics=metrics)
+
+    def private_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext,
+                       ledger: PrivacyLedger, loss: float) -> ClientUpdate:
+        """The upload with privacy on: the client's own Gaussian from its noised statistics
+        (``ledger.class_stats``), not the interpolation with the global one, whose beta is chosen
+        on the raw data; the server averages these as it averages interpolated ones. The
+        personal head (`personal_predictor`) still interpolates, on the client, unnoised."""
+        z = features_in_batches(self.model, data.x_train) if data.num_train else torch.zeros(0, self.model.feature_dim)
+        stats = ledger.class_stats(z, data.y_train, self.num_classes, ctx.generator)
+        g_valid = broadcast[VALID].cpu() > 0
+        means, cov, usable = gaussian_of_stats(stats, g_valid, self.hp.min_class_samples, self.hp.cov_ridge)
+        upload = {**self.snapshot(self.body_keys), MEANS: means.float(), COV: cov.float(), VALID: usable.float()}
+        return ClientUpdate(upload=upload, weight=ledger.weight(data.num_train, stats), state=ledger.state(state),
+                            metrics={"train_loss": loss, **ledger.metrics()})
 
     def personal_gaussian(self, broadcast: Payload, data: ClientData, generator: torch.Generator
                           ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -202,7 +229,12 @@ def local_gaussian(z: Tensor, y: Tensor, num_classes: int, global_valid: Tensor,
         and usable (C,) bool: classes with more than ``min_samples`` samples, or with any sample
         when no global mean exists for them yet.
     """
-    stats = class_stats(z, y, num_classes)
+    return gaussian_of_stats(class_stats(z, y, num_classes), global_valid, min_samples, ridge)
+
+
+def gaussian_of_stats(stats: ClassStats, global_valid: Tensor, min_samples: int, ridge: float
+                      ) -> tuple[Tensor, Tensor, Tensor]:
+    """`local_gaussian` from a client's statistics (exact, or released with noise)."""
     usable = (stats.counts > min_samples) | ((stats.counts > 0) & ~global_valid.to(stats.counts.device))
     cov = tied_covariance(stats)
     return stats.means, cov + ridge * torch.eye(cov.shape[0], dtype=cov.dtype, device=cov.device), usable

@@ -11,12 +11,23 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Iterable
 
-from torch import nn
+from torch import Tensor, nn
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, H, RoundContext
+from pfedkit.algorithms.toolkit.batched_training import (
+    ClientRows,
+    cross_entropy_loss,
+    parameter_names,
+    stack_payloads,
+    train_together,
+    unstack,
+)
+from pfedkit.algorithms.toolkit.dp_sgd import poisson_schedule
+from pfedkit.algorithms.toolkit.privacy import PrivacyLedger, ledger_for
 from pfedkit.algorithms.toolkit.training import train_epochs
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.data.client_data import ClientData
+from pfedkit.stats.privacy_accounting import Mechanism
 
 
 def parameters_named(model: nn.Module, keys: Iterable[str]) -> list[nn.Parameter]:
@@ -54,12 +65,45 @@ class PartialSharing(Algorithm[H]):
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load(broadcast)
         self.load(state)
-        metrics = self.train_local(data, ctx)
-        return ClientUpdate(upload=self.snapshot(self.shared), weight=data.num_train,
-                            state=self.snapshot(self.personal), metrics=metrics)
+        ledger = ledger_for(self, state, data.num_train)
+        metrics = self.train_local(data, ctx, ledger)
+        return ClientUpdate(upload=self.snapshot(self.shared), weight=ledger.weight(data.num_train),
+                            state=ledger.state(self.snapshot(self.personal)), metrics={**metrics, **ledger.metrics()})
 
-    def train_local(self, data: ClientData, ctx: RoundContext) -> dict[str, float]:
+    def train_local(self, data: ClientData, ctx: RoundContext, ledger: PrivacyLedger | None = None
+                    ) -> dict[str, float]:
         """Train the workspace model (shared and personal parts loaded) on the training split;
-        default: ``train.local_epochs`` epochs of cross-entropy over every parameter."""
-        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator)
+        default: ``train.local_epochs`` epochs of cross-entropy over every parameter. With
+        privacy on, every `train_epochs` call passes ``private=ledger.dp_sgd()`` (the personal
+        part too: it shapes the shared part's gradients, so it must not see the data unnoised).
+        ``ledger`` None: no privacy."""
+        loss = train_epochs(self.model, data.x_train, data.y_train, self.train, ctx.generator,
+                            private=ledger.dp_sgd() if ledger else None)
         return {"train_loss": loss}
+
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        """The batched path (subclasses with ``batched = True``; privacy off): each client's model
+        is the broadcast's shared keys with its state's personal keys, trained by
+        `train_together_local`."""
+        models = [{**b, **s} for b, s in zip(broadcasts, states)]
+        trained, metrics = self.train_together_local(models, datas, ctxs)
+        updates = []
+        for model, new, m, d in zip(models, unstack(trained, len(ctxs)), metrics, datas):
+            model = {**model, **new}
+            updates.append(ClientUpdate(upload={k: model[k] for k in self.shared}, weight=float(d.num_train),
+                                        state={k: model[k] for k in self.personal}, metrics=m))
+        return updates
+
+    def train_together_local(self, models: list[Payload], datas: list[ClientData], ctxs: list[RoundContext]
+                             ) -> tuple[dict[str, Tensor], list[dict[str, float]]]:
+        """`train_local` for several clients at once: their models (every state_dict key) in, their
+        trained parameters ((K, ...) each) and metrics out; default: cross-entropy over every
+        parameter for ``train.local_epochs`` epochs."""
+        names = parameter_names(self.model)
+        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(models, names, ctxs[0].device),
+                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train)
+        return trained, [{"train_loss": float(loss)} for loss in losses]
+
+    def privacy_plan(self, round: int, num_train: int) -> list[Mechanism]:
+        return [poisson_schedule(num_train, self.train.batch_size, self.train.local_epochs)]

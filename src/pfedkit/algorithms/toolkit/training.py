@@ -9,14 +9,18 @@ epoch trains the head on them: the same batches and updates, without a body forw
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pfedkit.algorithms.toolkit.functional_step import UPDATES, OptState, Params, UpdateRule, local_step
 from pfedkit.core.config import TrainSettings, register_choices
 from pfedkit.models.split import SplitModel
+
+if TYPE_CHECKING:
+    from pfedkit.algorithms.toolkit.dp_sgd import DPSGD
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """(x (B, C, H, W), y (B,)) -> scalar loss, computed with the workspace model."""
@@ -26,9 +30,11 @@ OPTIMIZERS: dict[str, Callable[[list[nn.Parameter], TrainSettings, float], torch
     "sgd": lambda params, s, lr: torch.optim.SGD(params, lr=lr, momentum=s.momentum, weight_decay=s.weight_decay),
     "adam": lambda params, s, lr: torch.optim.Adam(params, lr=lr, weight_decay=s.weight_decay),
 }
-"""``train.optimizer`` names -> ``(params, settings, lr) -> optimizer``."""
+"""``train.optimizer`` names -> ``(params, settings, lr) -> torch.optim`` optimiser. Training runs
+`functional_step.local_step`, whose update repeats these optimisers' arithmetic bit for bit; they
+remain the reference (tests) and drive plain loops outside the federation (benchmarks' floor)."""
 
-register_choices("optimizer", lambda: tuple(OPTIMIZERS))
+register_choices("optimizer", lambda: tuple(UPDATES))
 
 
 def make_optimizer(params: list[nn.Parameter], settings: TrainSettings, lr: float | None = None) -> torch.optim.Optimizer:
@@ -56,6 +62,7 @@ def train_epochs(
     epochs: int | None = None,
     lr: float | None = None,
     after_step: Callable[[], None] | None = None,
+    private: DPSGD | None = None,
 ) -> float:
     """Run ``epochs`` (default ``settings.local_epochs``) of minibatch training; return mean loss.
 
@@ -65,6 +72,8 @@ def train_epochs(
         params: parameters to train (default all); the rest get no gradient during the call.
         loss_fn: loss of a batch (default cross-entropy of ``model(x)``).
         after_step: called after every optimiser step (e.g. for projections).
+        private: DP-SGD instead of plain minibatches (`toolkit.dp_sgd`; what privacy.* asks of a
+            method): Poisson-sampled steps, clipped per-example gradients plus Gaussian noise.
     """
     if y.numel() == 0:
         return float("nan")
@@ -81,22 +90,26 @@ def train_epochs(
         x = features_in_batches(model, x)  # (n, d); the head alone maps them to logits
         loss_fn = lambda zb, yb: F.cross_entropy(model.head(zb), yb)  # noqa: E731
     loss_fn = loss_fn or (lambda xb, yb: F.cross_entropy(model(xb), yb))
-    opt = make_optimizer(train_params, settings, lr)
+    rule = UpdateRule.from_settings(settings, lr)
+    params: Params = {str(i): p for i, p in enumerate(train_params)}
+    state: OptState = {}
+    grad_fn = _autograd_grads(loss_fn)
     model.train()
     total, steps = torch.zeros((), device=x.device), 0
     grad_mode = torch.enable_grad()  # callers may sit inside no_grad (e.g. evaluation fine-tuning)
     grad_mode.__enter__()
     try:
+        if private is not None:  # DP-SGD: the same model, parameters, loss and optimiser; a private gradient
+            return private.run(model, x, y, train_params, loss_fn, rule, settings.local_epochs if epochs is None
+                               else epochs, settings.batch_size, generator, after_step)
         for _ in range(settings.local_epochs if epochs is None else epochs):
             for idx in batches(len(y), settings.batch_size, generator):
                 idx = idx.to(x.device)
-                loss = loss_fn(x[idx], y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                step = local_step(grad_fn, params, {}, state, (x[idx], y[idx]), rule, inplace=True)
+                state = step.state
                 if after_step is not None:
                     after_step()
-                total += loss.detach()
+                total += step.loss
                 steps += 1
     finally:
         grad_mode.__exit__(None, None, None)
@@ -104,6 +117,22 @@ def train_epochs(
             for p, flag in zip(all_params, saved):
                 p.requires_grad_(flag)
     return float(total) / max(steps, 1)
+
+
+def _autograd_grads(loss_fn: LossFn):  # noqa: ANN202 (a GradFn)
+    """The serial path's gradient function: ``loss_fn`` reads the workspace model, whose trainable
+    parameters are the ``params`` handed to the step; ``backward`` differentiates it. Other leaves
+    the loss uses get their ``.grad`` as well, so an ``after_step`` hook may read it (APFL's
+    mixing weight), exactly as with a torch.optim loop."""
+
+    def grad_fn(params: Params, buffers: Params, batch: tuple[torch.Tensor, torch.Tensor]):  # noqa: ANN202
+        for p in params.values():
+            p.grad = None
+        loss = loss_fn(*batch)
+        loss.backward()
+        return {name: p.grad for name, p in params.items()}, loss.detach(), buffers
+
+    return grad_fn
 
 
 _MODE_DEPENDENT = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)

@@ -26,6 +26,7 @@ from pfedkit.data.domains.font_digits import render_font_digits
 from pfedkit.data.domains.photo_blend import blend_onto_photos, skimage_photo_bank
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import register_source
+from pfedkit.data.sources.damaged import READ_ERRORS
 from pfedkit.data.sources.idx import has_idx_files, mnist_arrays
 
 DOMAIN_NAMES = ("mnist", "optdigits", "syndigits", "mnistm")
@@ -141,7 +142,7 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     try:
         with np.load(path) as cached:
             x, y, domain = cached["x"], cached["y"], cached["domain"]
-    except (OSError, KeyError, ValueError):
+    except READ_ERRORS:  # a damaged cache is rebuilt (and replaced) like a missing one
         return None
     if x.ndim != 4 or y.shape != (len(x),) or domain.shape != (len(x),):
         return None

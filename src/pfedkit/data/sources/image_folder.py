@@ -23,6 +23,7 @@ from PIL import Image
 from pfedkit.core.errors import DatasetNotFoundError
 from pfedkit.data.pool import Pool
 from pfedkit.data.registry import register_source
+from pfedkit.data.sources.damaged import READ_ERRORS, reading
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp")
 _CACHE_VERSION = 1
@@ -61,12 +62,26 @@ def decode_image(path: Path, size: tuple[int, int]) -> np.ndarray:
 
     Returns:
         (height, width, 3) uint8 array.
+
+    Raises:
+        DatasetCorruptError: Pillow cannot open or decode the file (truncated, not an image).
     """
     height, width = size
-    with Image.open(path) as image:
+    with reading(path, "replace that image with an intact copy or delete it"), Image.open(path) as image:
         image.draft("RGB", (width, height))  # JPEG: let the decoder downscale cheaply
         rgb = image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
         return np.asarray(rgb, dtype=np.uint8)
+
+
+def _read_cache(path: Path, count: int, size: tuple[int, int]) -> np.ndarray | None:
+    """The cached (count, H, W, 3) uint8 pixels, or None when the cache file is damaged or does
+    not match (it is then rebuilt from the images and replaced)."""
+    try:
+        with np.load(path) as cached:
+            pixels = cached["pixels"]
+    except READ_ERRORS:
+        return None
+    return pixels if pixels.shape == (count, *size, 3) and pixels.dtype == np.uint8 else None
 
 
 def _cache_key(folder: Path, files: list[tuple[Path, int, int]], size: tuple[int, int]) -> str:
@@ -97,6 +112,8 @@ def load_image_folder(
 
     Raises:
         DatasetNotFoundError: the folder is missing or holds no images.
+        DatasetCorruptError: an image cannot be decoded (the message names it). A damaged cache
+            file is not an error: it is rebuilt from the images.
     """
     folder = Path(folder)
     layout_hint = f"put images as {folder}/<domain>/<class>/*.png|jpg"
@@ -109,10 +126,8 @@ def load_image_folder(
     if cache_dir is not None:
         key = _cache_key(folder, files, size)
         cache_path = Path(cache_dir) / f"{name}-{size[0]}x{size[1]}-{key}.npz"
-    if cache_path is not None and cache_path.is_file():
-        with np.load(cache_path) as cached:
-            pixels = cached["pixels"]
-    else:
+    pixels = _read_cache(cache_path, len(files), size) if cache_path is not None and cache_path.is_file() else None
+    if pixels is None:
         pixels = np.stack([decode_image(path, size) for path, _, _ in files])
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)

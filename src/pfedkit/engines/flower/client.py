@@ -25,7 +25,7 @@ from pfedkit.core.calibration import CalibrationBins
 from pfedkit.core.payload import Payload, clone_payload
 from pfedkit.core.seeding import torch_generator
 from pfedkit.data.client_data import ClientData
-from pfedkit.engines.evaluation import SPLITS, evaluate_client
+from pfedkit.engines.evaluation import CLASS_KEYS, SPLITS, evaluate_client
 from pfedkit.engines.flower import messages as m
 from pfedkit.engines.flower.codec import decode_payload, encode_payload
 
@@ -107,6 +107,8 @@ def make_client_app(build: ClientBuilder) -> ClientApp:
             calib = bins.to_dict()
             for f in m.CALIB_FIELDS:
                 out[f"{s}_{f}"] = [int(v) for v in calib[f]] if f == "counts" else [float(v) for v in calib[f]]
+        for key in CLASS_KEYS:
+            out[key] = [int(v) for v in res[key]]  # type: ignore[union-attr]
         return Message(RecordDict({m.EVALUATION: ConfigRecord(out)}), reply_to=msg)
 
     return app

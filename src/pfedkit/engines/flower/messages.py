@@ -13,7 +13,8 @@ message type       instruction                            reply
 ``train``          control, payload                       `UPLOAD` arrays, control (client id,
                                                           weight), `METRICS` metric record
 ``evaluate``       control, payload                       `EVALUATION` config: correct counts,
-                                                          sizes and calibration bins per split
+                                                          sizes and calibration bins per split,
+                                                          per-class test counts and train sizes
 =================  =====================================  =========================================
 """
 

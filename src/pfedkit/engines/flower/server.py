@@ -31,7 +31,8 @@ from pfedkit.core.calibration import CalibrationBins
 from pfedkit.core.errors import PfedkitError
 from pfedkit.core.payload import Payload, payload_nbytes
 from pfedkit.engines.callbacks import Callback, EngineState
-from pfedkit.engines.evaluation import SPLITS
+from pfedkit.engines.divergence import check_round
+from pfedkit.engines.evaluation import CLASS_KEYS, SPLITS
 from pfedkit.engines.flower import messages as m
 from pfedkit.engines.flower.codec import decode_payload, encode_payload, wire_nbytes
 from pfedkit.engines.flower.validation import reference_specs, upload_problem
@@ -270,6 +271,7 @@ class FlowerServer(RoundEvents):
             upload = {key: t.to(_device_of(server, t)) for key, t in upload.items()}
             updates.append(ClientUpdate(upload, weight, {}, metrics, client_id=k))
         server = algo.aggregate(server, updates, r)
+        check_round(algo, r, updates, server)  # divergence guard: before any callback sees the round
         record = round_record(r, sampled, updates, bytes_down, t0)
         record["wire_bytes_down"], record["wire_bytes_up"] = wire_down, wire_up
         if missing:
@@ -302,6 +304,7 @@ class FlowerServer(RoundEvents):
                     missing.append(k)
                 res = {f"{s}_{f}": 0 for s in SPLITS for f in ("correct", "n")}
                 res |= {f"{s}_calib": CalibrationBins() for s in SPLITS}
+                res |= {key: [0] * self.algo.num_classes for key in CLASS_KEYS}
             results.append(res)
         ev = pool_evaluations(results, fed.heldout)
         if missing:
@@ -316,7 +319,7 @@ def _evaluation_of(record: ConfigRecord) -> dict[str, Any]:
         out[f"{s}_correct"] = int(record[f"{s}_correct"])  # type: ignore[arg-type]
         out[f"{s}_n"] = int(record[f"{s}_n"])  # type: ignore[arg-type]
         out[f"{s}_calib"] = CalibrationBins.from_dict({f: list(record[f"{s}_{f}"]) for f in m.CALIB_FIELDS})  # type: ignore[arg-type]
-    return out
+    return out | {key: [int(v) for v in record[key]] for key in CLASS_KEYS if key in record}  # type: ignore[union-attr]
 
 
 def _device_of(server: Payload, t: Any) -> Any:

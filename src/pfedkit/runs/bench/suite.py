@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pfedkit.core.config import load_config
+from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError, DatasetNotFoundError
 from pfedkit.runs.compare import ComparisonRun, run_variants, write_comparison
+from pfedkit.runs.tuning import TUNING_SEED, tune_learning_rates
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class BenchOptions:
     quiet: bool = True
     command: str = ""
     workers: int = 1                # processes running (seed, variant) pairs in parallel
+    overwrite: bool = False         # replace a setting's existing page and folder under out/<bench>/
+    tune_lr: tuple[float, ...] = () # per variant, train.lr from these by validation accuracy on the tuning seed
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,35 @@ def variants_of(algorithms: list[str]) -> list[Variant]:
 
 
 def check_settings(bench: str, settings: list[Setting], opts: BenchOptions) -> None:
-    """ConfigError naming any ``--settings`` name the benchmark does not have (before any work)."""
+    """ConfigError naming any ``--settings`` name the benchmark does not have, or a selected
+    setting whose results already exist (`check_outputs`); before any work."""
     names = [s.name for s in settings]
     unknown = [s for s in opts.settings if s not in names]
     if unknown:
         raise ConfigError(f"--settings: unknown {', '.join(unknown)}; {bench} has {', '.join(names)}")
+    check_outputs(bench, settings, opts)
+
+
+def check_outputs(bench: str, settings: list[Setting], opts: BenchOptions) -> None:
+    """ConfigError when a selected setting already has results under ``<out>/<bench>/`` (its page
+    ``<setting>.md`` or a non-empty ``<setting>/`` folder, e.g. the committed ones in
+    docs/results) and ``opts.overwrite`` is off. Nothing is written before this check."""
+    if opts.overwrite:
+        return
+    root = opts.out / bench
+    taken = []
+    for s in settings:
+        if opts.settings and s.name not in opts.settings:
+            continue
+        page, folder = root / f"{s.name}.md", root / s.name
+        if page.exists():
+            taken.append(page)
+        elif folder.is_dir() and any(folder.iterdir()):
+            taken.append(folder)
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise ConfigError(f"bench {bench}: {taken[0]}{more} already holds results; pass --overwrite to replace "
+                          f"them or --out DIR to write elsewhere")
 
 
 def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts: BenchOptions,
@@ -75,6 +103,7 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
     A setting whose dataset files are missing is skipped with a note in ``<setting>.md``.
     """
     chosen = [s for s in settings if not opts.settings or s.name in opts.settings]
+    check_outputs(bench, chosen, opts)
     out_root = opts.out / bench
     out_root.mkdir(parents=True, exist_ok=True)
     command = opts.command or "pfedkit bench " + bench
@@ -86,6 +115,9 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
                    for v in variants}
         t0 = time.perf_counter()
         print(f"[{bench}] {s.name}: {s.title} ({' '.join(overrides)})", file=sys.stderr)
+        tuned = tuned_learning_rates(configs, opts.tune_lr)
+        configs = {label: dataclasses.replace(c, train=dataclasses.replace(c.train, lr=tuned[label])) if tuned else c
+                   for label, c in configs.items()}
         run_dir = out_root / s.name
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -99,11 +131,25 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
         table = write_comparison(runs, run_dir, title, command)
         minutes = (time.perf_counter() - t0) / 60
         preamble = "Variants:\n" + "\n".join(v.legend() for v in variants) + "\n\n" if legend else ""
+        if tuned:
+            preamble += (f"Learning rate per method from {', '.join(f'{lr:g}' for lr in opts.tune_lr)} by validation "
+                         f"accuracy on tuning seed {TUNING_SEED}: "
+                         + ", ".join(f"{label} {lr:g}" for label, lr in tuned.items()) + ".\n\n")
         (out_root / f"{s.name}.md").write_text(setting_markdown(s, title, command, overrides, opts, minutes, table,
                                                                 preamble))
         print(table)
         done[s.name] = runs
     return done
+
+
+def tuned_learning_rates(configs: dict[str, RunConfig], lrs: tuple[float, ...]) -> dict[str, float]:
+    """Per variant label, the ``train.lr`` among ``lrs`` with the best validation accuracy on the
+    tuning seed (`pfedkit.runs.tuning`); empty when ``lrs`` is. Test accuracy is never read."""
+    if not lrs:
+        return {}
+    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
+    return {label: tune_learning_rates(c, [c.algorithm], list(lrs), log=log)[c.algorithm]
+            for label, c in configs.items()}
 
 
 def setting_markdown(setting: Setting, title: str, command: str, overrides: list[str], opts: BenchOptions,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from pfedkit.algorithms.methods.pfedgm.batched import local_updates_together
 from pfedkit.algorithms.methods.pfedgm.client import _prior_on, bayes_head, personal_gaussian, statistic_extractor
 from pfedkit.algorithms.methods.pfedgm.hparams import PFedGMHParams
 from pfedkit.algorithms.methods.pfedgm.keys import (
@@ -34,7 +35,9 @@ from pfedkit.algorithms.methods.pfedgm.server import (
 )
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
+from pfedkit.algorithms.toolkit.dp_sgd import poisson_schedule
 from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
+from pfedkit.algorithms.toolkit.privacy import STATS_RELEASE, PrivacyLedger, ledger_for
 from pfedkit.algorithms.toolkit.training import features_in_batches, train_epochs
 from pfedkit.core.payload import Payload, weighted_average
 from pfedkit.core.seeding import torch_generator
@@ -48,6 +51,7 @@ from pfedkit.stats import (
     anchor_shift_noise,
     fit_generator,
 )
+from pfedkit.stats.privacy_accounting import Mechanism
 
 _BANK_TAG = 0xBA4C  # generator key of the virtual-feature bank (do not change: it fixes the banks of a seeded run)
 
@@ -74,12 +78,16 @@ class PFedGM(Algorithm[PFedGMHParams]):
     keeps = "nothing persistent: the Gaussian head is rebuilt from the training split and the broadcast prior"
     paper = "Hu and Ma, Personalized Federated Learning via Gaussian Generative Modeling, arXiv 2603.11620, 2026"
     warmup_round = True
+    batched = True  # body + navigator training of a round's clients together (pfedgm/batched.py)
+    supports_privacy = True  # DP-SGD on body + navigator, noised statistics (docs/privacy.md)
 
     def setup(self) -> None:
         self.body_keys = self.keys("body")
         self.model_keys = self.body_keys if self.hp.navigator else self.body_keys + self.keys("head")
         self.nav_keys = [ANCHORS, LOG_SCALE] if self.hp.navigator else []
         self.spread_form = self.hp.gain_form if self.hp.spread_form == "auto" else self.hp.spread_form
+        if self.privacy.enabled:  # train, fit and release the statistics of features in one ball
+            self.model.feature_bound = self.privacy.stats_clip
 
     # ----- server -------------------------------------------------------------------------
     def init_server(self) -> Payload:
@@ -148,15 +156,21 @@ class PFedGM(Algorithm[PFedGMHParams]):
     # ----- client -------------------------------------------------------------------------
     def local_update(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> ClientUpdate:
         self.load({k: broadcast[k] for k in self.model_keys})
-        model, c = self.model, self.num_classes
+        model = self.model
+        ledger = ledger_for(self, state, data.num_train)
         if ctx.round == 0:  # warm-up: statistics under the initial body, no training
-            stats = statistic_extractor(model, data.x_train, data.y_train, c)
-            return ClientUpdate(upload=stats.to("cpu").to_payload(STATS), weight=data.num_train, state=state)
+            stats = self.released_stats(data, ledger, ctx)
+            return ClientUpdate(upload=stats.to_payload(STATS), weight=ledger.weight(data.num_train, stats),
+                                state=ledger.state(state), metrics=ledger.metrics())
         prior = GlobalPrior.from_payload(broadcast, PRIOR)
         metrics: dict[str, float] = {}
         new_state = dict(state)
         personal_means = None
-        if self.hp.lambda_local > 0 and data.num_train:
+        if self.hp.lambda_local > 0 and data.num_train and ledger.active:
+            # the personal means depend on every record, which would leak into every clipped
+            # gradient: L_local pulls towards the broadcast prior's means instead
+            personal_means = prior.means.to(device=ctx.device, dtype=torch.float32)
+        elif self.hp.lambda_local > 0 and data.num_train:
             z0 = features_in_batches(model, data.x_train)
             personal = personal_gaussian(z0, data.y_train.to(z0.device), _prior_on(prior, z0.device), self.hp,
                                          ctx.generator)
@@ -170,10 +184,12 @@ class PFedGM(Algorithm[PFedGMHParams]):
             nav = Navigator.from_payload(broadcast, ctx.device, trainable=True)
             logits_fn: LogitsFn = nav.logits
             params = parameters_named(model, self.body_keys) + nav.parameters()
+            slots = [(nav, "anchors"), (nav, "log_scale")]  # trained outside the model (DP-SGD swaps them)
         else:
             nav = None
             logits_fn = model.head
             params = parameters_named(model, self.model_keys)
+            slots = []
         lam, vw = self.hp.lambda_local, self.hp.virtual_weight
 
         def loss_fn(xb: Tensor, yb: Tensor) -> Tensor:
@@ -184,12 +200,35 @@ class PFedGM(Algorithm[PFedGMHParams]):
             return loss
 
         metrics["train_loss"] = train_epochs(model, data.x_train, data.y_train, self.train, ctx.generator,
-                                             params=params, loss_fn=loss_fn)
-        stats = statistic_extractor(model, data.x_train, data.y_train, c)
-        upload = {**self.snapshot(self.model_keys), **stats.to("cpu").to_payload(STATS)}
+                                             params=params, loss_fn=loss_fn, private=ledger.dp_sgd(slots))
+        stats = self.released_stats(data, ledger, ctx)
+        upload = {**self.snapshot(self.model_keys), **stats.to_payload(STATS)}
         if nav is not None:
             upload.update(nav.to_payload())
-        return ClientUpdate(upload=upload, weight=data.num_train, state=new_state, metrics=metrics)
+        return ClientUpdate(upload=upload, weight=ledger.weight(data.num_train, stats), state=ledger.state(new_state),
+                            metrics=metrics | ledger.metrics())
+
+    def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
+                      ctxs: list[RoundContext]) -> list[ClientUpdate]:
+        """Round 0 (statistics only, no training) client by client; later rounds batched
+        (`pfedgm.batched.local_updates_together`)."""
+        if ctxs[0].round == 0:
+            return super().local_updates(broadcasts, states, datas, ctxs)
+        return local_updates_together(self, broadcasts, states, datas, ctxs)
+
+    def released_stats(self, data: ClientData, ledger: PrivacyLedger, ctx: RoundContext) -> ClassStats:
+        """The statistics to upload (on the CPU): the statistic extractor's under the body now in
+        the workspace model, noised by ``ledger`` when privacy is on."""
+        if not ledger.active:
+            return statistic_extractor(self.model, data.x_train, data.y_train, self.num_classes).to("cpu")
+        z = features_in_batches(self.model, data.x_train) if data.num_train else torch.zeros(0, self.model.feature_dim)
+        return ledger.class_stats(z, data.y_train, self.num_classes, ctx.generator)
+
+    def privacy_plan(self, round: int, num_train: int) -> list[Mechanism]:
+        """Round 0: the statistics; later rounds: DP-SGD on body and navigator, then the statistics."""
+        if round == 0:
+            return [STATS_RELEASE]
+        return [poisson_schedule(num_train, self.train.batch_size, self.train.local_epochs), STATS_RELEASE]
 
     def personal_gaussian_of(self, broadcast: Payload, data: ClientData, ctx: RoundContext) -> PersonalGaussian:
         """The client's personal Gaussian with the broadcast body, recomputed from its training

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pfedkit.algorithms.methods.pfedgm.keys import ANCHORS, LOG_SCALE
+from pfedkit.algorithms.toolkit.batched_training import weighted_cross_entropy
 from pfedkit.core.payload import Payload
 from pfedkit.stats import STATS_DTYPE, GlobalPrior
 
@@ -62,7 +63,7 @@ class Navigator:
 
 
 def shared_objective(logits_fn: LogitsFn, z: Tensor, y: Tensor, z_virtual: Tensor, y_virtual: Tensor,
-                     virtual_weight: float) -> Tensor:
+                     virtual_weight: float, weight: Tensor | None = None) -> Tensor:
     """L_shared (R3, spec §3) = CE(l(z), y) + virtual_weight * CE(l(z_virtual), y_virtual).
 
     The virtual features carry every class the generator knows, including those the client
@@ -72,14 +73,17 @@ def shared_objective(logits_fn: LogitsFn, z: Tensor, y: Tensor, z_virtual: Tenso
         logits_fn: (N, d) -> (N, C), the navigator's logits (or the linear head in the ablation).
         z: (B, d) real features; y: (B,) labels.
         z_virtual: (N, d) bank features (no gradient to the body); y_virtual: (N,).
+        weight: (B,) per-sample weights of the real features (the batched path's padding has
+            weight 0); None = the plain mean.
     """
-    loss = F.cross_entropy(logits_fn(z), y)
+    logits = logits_fn(z)
+    loss = F.cross_entropy(logits, y) if weight is None else weighted_cross_entropy(logits, y, weight)
     if virtual_weight > 0 and y_virtual.numel():
         loss = loss + virtual_weight * F.cross_entropy(logits_fn(z_virtual), y_virtual)
     return loss
 
 
-def local_objective(z: Tensor, y: Tensor, personal_means: Tensor) -> Tensor:
+def local_objective(z: Tensor, y: Tensor, personal_means: Tensor, weight: Tensor | None = None) -> Tensor:
     """L_local (R4, spec §3) = 1/2 * mean_i ||z_i - mu_kc(i)||^2, in feature units squared.
 
     (A variant scaled by the navigator's precision exp(s), to make lambda_local unit-free,
@@ -89,9 +93,11 @@ def local_objective(z: Tensor, y: Tensor, personal_means: Tensor) -> Tensor:
     Args:
         z: (B, d) features; y: (B,) labels.
         personal_means: (C, d) the client's personalized means (treated as constants).
+        weight: (B,) per-sample weights (0 = padding); None = the plain mean.
     """
     target = personal_means.detach()[y]
-    return 0.5 * (z - target).pow(2).sum(1).mean()
+    per_sample = (z - target).pow(2).sum(1)
+    return 0.5 * (per_sample.mean() if weight is None else (per_sample * weight).sum() / weight.sum())
 
 
 def initial_navigator(prior: GlobalPrior) -> tuple[Tensor, Tensor]:
