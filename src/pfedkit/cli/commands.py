@@ -21,7 +21,7 @@ from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
 from pfedkit.runs.compare import run_comparison, write_comparison
 from pfedkit.runs.experiment import check_inputs, simulate_config
-from pfedkit.runs.results import OutputFolder, prepare_output_dir
+from pfedkit.runs.results import OutputFolder, check_output_dir, prepare_output_dir
 from pfedkit.runs.tuning import tune_learning_rates
 
 
@@ -303,8 +303,9 @@ def cmd_flower_app(args: argparse.Namespace) -> int:
         from pfedkit.runs.flower_app import write_app
     except ImportError as err:
         raise ConfigError(f"the Flower engine needs Flower: pip install 'pfedkit[flower]' ({err})") from None
+    check_output_dir(Path(cfg.output), args.overwrite, resume=False)  # touches nothing
+    app = write_app(cfg, Path(args.app))  # validates the config; old results stay until it has worked
     out = prepare_output_dir(Path(cfg.output), args.overwrite, resume=False)
-    app = write_app(cfg, Path(args.app))
     print(f"Flower app for {cfg.algorithm} ({cfg.data.num_clients} clients, {cfg.train.rounds} rounds) in {app}; "
           f"the ServerApp writes results to {out.resolve()}")
     print(f"next: one SuperNode per client with --node-config 'partition-id=K' (K = 0..{cfg.data.num_clients - 1}), "
