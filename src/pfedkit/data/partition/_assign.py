@@ -7,6 +7,8 @@ the work vectorised (one sort of N small integers) however many clients there ar
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from pfedkit.core.errors import PartitionError
@@ -84,6 +86,29 @@ def cut_counts(totals: np.ndarray, proportions: np.ndarray) -> np.ndarray:
     cum[:, -1] = totals
     cum = np.maximum.accumulate(np.minimum(cum, totals[:, None]), axis=1)
     return np.diff(cum, axis=1, prepend=0)
+
+
+def counts_meeting_min_size(draw_proportions: Callable[[], np.ndarray], totals: np.ndarray, min_size: int,
+                            max_tries: int) -> np.ndarray | None:
+    """The first of at most ``max_tries`` drawn (G, K) count tables (``cut_counts`` of ``totals``
+    by ``draw_proportions()``) that gives every part at least ``min_size``; None if none does."""
+    for _ in range(max(1, max_tries)):
+        counts = cut_counts(totals, draw_proportions())
+        if counts.sum(axis=0).min() >= min_size:
+            return counts
+    return None
+
+
+def partition_by_counts(codes: np.ndarray, counts: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+    """Per-client index arrays taking ``counts[g, k]`` random samples of group g for client k.
+
+    Args:
+        codes: (N,) dense group codes (e.g. `compact_codes` of the labels).
+        counts: (G, K) samples of each group for each client; rows sum to the group sizes.
+    """
+    order = shuffled_group_order(codes, rng)
+    slots = np.broadcast_to(np.arange(counts.shape[1]), counts.shape)
+    return indices_by_owner(scatter_owner(order, owners_in_order(slots, counts)), counts.shape[1])
 
 
 def even_counts(total: int, parts: int) -> np.ndarray:

@@ -9,10 +9,11 @@ from pfedkit.data.partition._assign import (
     check_min_size,
     check_num_clients,
     compact_codes,
-    cut_counts,
+    counts_meeting_min_size,
     even_counts,
     indices_by_owner,
     owners_in_order,
+    partition_by_counts,
     scatter_owner,
     shuffled_group_order,
 )
@@ -68,20 +69,15 @@ def dirichlet(
     check_min_size(n, num_clients, min_size)
     _, codes = compact_codes(labels)
     totals = np.bincount(codes)
-    for _ in range(max(1, max_tries)):
-        props = rng.dirichlet(np.full(num_clients, float(alpha)), size=len(totals))
-        counts = cut_counts(totals, props)
-        if counts.sum(axis=0).min() >= min_size:
-            break
-    else:
+    counts = counts_meeting_min_size(lambda: rng.dirichlet(np.full(num_clients, float(alpha)), size=len(totals)),
+                                     totals, min_size, max_tries)
+    if counts is None:
         raise PartitionError(
             f"Dirichlet partition with partition.alpha={alpha}: no draw in {max_tries} tries gave "
             f"every one of {num_clients} clients at least partition.min_size={min_size} samples; "
             f"raise partition.alpha, lower partition.min_size or use fewer data.num_clients"
         )
-    order = shuffled_group_order(codes, rng)
-    slots = np.broadcast_to(np.arange(num_clients), counts.shape)
-    return Partition(indices_by_owner(scatter_owner(order, owners_in_order(slots, counts)), num_clients))
+    return Partition(partition_by_counts(codes, counts, rng))
 
 
 def pathological(

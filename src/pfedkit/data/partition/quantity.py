@@ -9,11 +9,10 @@ from pfedkit.data.partition._assign import (
     check_min_size,
     check_num_clients,
     compact_codes,
-    cut_counts,
+    counts_meeting_min_size,
     indices_by_owner,
-    owners_in_order,
+    partition_by_counts,
     scatter_owner,
-    shuffled_group_order,
 )
 from pfedkit.data.partition.base import Partition
 
@@ -95,19 +94,17 @@ def quantity_dirichlet(
     check_min_size(n, num_clients, min_size)
     _, codes = compact_codes(labels)
     totals = np.bincount(codes)
-    for _ in range(max(1, max_tries)):
+    def draw() -> np.ndarray:  # (C, K) class shares: size weight w_k times label preference d_kc
         weights = rng.lognormal(0.0, float(sigma), size=num_clients)
         preference = rng.dirichlet(np.full(len(totals), float(alpha)), size=num_clients)  # (K, C)
-        counts = cut_counts(totals, (weights[:, None] * preference).T)
-        if counts.sum(axis=0).min() >= min_size:
-            break
-    else:
+        return (weights[:, None] * preference).T
+
+    counts = counts_meeting_min_size(draw, totals, min_size, max_tries)
+    if counts is None:
         raise PartitionError(
             f"quantity-dirichlet partition (partition.quantity_sigma={sigma}, partition.alpha={alpha}): no draw "
             f"in {max_tries} tries gave every one of {num_clients} clients at least partition.min_size={min_size} "
             f"samples; lower partition.quantity_sigma or partition.min_size, raise partition.alpha, or use fewer "
             f"data.num_clients"
         )
-    order = shuffled_group_order(codes, rng)
-    slots = np.broadcast_to(np.arange(num_clients), counts.shape)
-    return Partition(indices_by_owner(scatter_owner(order, owners_in_order(slots, counts)), num_clients))
+    return Partition(partition_by_counts(codes, counts, rng))
