@@ -6,12 +6,10 @@ from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, H, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.batched_training import (
     ClientLoss,
-    ClientRows,
     constants_of,
     cross_entropy_loss,
     parameter_names,
-    stack_payloads,
-    train_together,
+    train_round_together,
     unstack,
 )
 from pfedkit.algorithms.toolkit.dp_sgd import poisson_schedule
@@ -59,8 +57,7 @@ class FedAvg(Algorithm[H]):
         names = parameter_names(self.model)
         per_client, shared = constants_of(broadcasts, names, device)
         anchors = {f"anchor.{n}": t for n, t in per_client.items()}, {f"anchor.{n}": t for n, t in shared.items()}
-        trained, losses = train_together(self.client_loss(), stack_payloads(broadcasts, names, device),
-                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train,
-                                         per_client=anchors[0], shared=anchors[1])
+        trained, losses = train_round_together(self.client_loss(), broadcasts, names, datas, ctxs, self.train,
+                                               per_client=anchors[0], shared=anchors[1])
         return [ClientUpdate(upload={**b, **new}, weight=float(d.num_train), state=s, metrics={"train_loss": float(loss)})
                 for b, new, s, d, loss in zip(broadcasts, unstack(trained, len(ctxs)), states, datas, losses)]

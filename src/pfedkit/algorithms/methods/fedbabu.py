@@ -10,12 +10,10 @@ import torch
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, Predictor, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.batched_training import (
-    ClientRows,
     constants_of,
     cross_entropy_loss,
     parameter_names,
-    stack_payloads,
-    train_together,
+    train_round_together,
     unstack,
 )
 from pfedkit.algorithms.toolkit.partial_sharing import parameters_named
@@ -65,9 +63,8 @@ class FedBABU(Algorithm[FedBABUHParams]):
         device = ctxs[0].device
         body = parameter_names(self.model, self.keys("body"))
         per_client, shared = constants_of(broadcasts, parameter_names(self.model, self.keys("head")), device)
-        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(broadcasts, body, device),
-                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train,
-                                         per_client=per_client, shared=shared)
+        trained, losses = train_round_together(cross_entropy_loss(self.model), broadcasts, body, datas, ctxs,
+                                               self.train, per_client=per_client, shared=shared)
         return [ClientUpdate(upload={**{k: b[k] for k in self.keys("body")}, **new}, weight=d.num_train, state=s,
                              metrics={"train_loss": float(loss)})
                 for b, new, s, d, loss in zip(broadcasts, unstack(trained, len(ctxs)), states, datas, losses)]

@@ -5,11 +5,9 @@ from __future__ import annotations
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, NoHParams, RoundContext
 from pfedkit.algorithms.registry import register_algorithm
 from pfedkit.algorithms.toolkit.batched_training import (
-    ClientRows,
     cross_entropy_loss,
     parameter_names,
-    stack_payloads,
-    train_together,
+    train_round_together,
     unstack,
 )
 from pfedkit.algorithms.toolkit.privacy import ledger_for
@@ -45,8 +43,7 @@ class Local(Algorithm[NoHParams]):
     def local_updates(self, broadcasts: list[Payload], states: list[Payload], datas: list[ClientData],
                       ctxs: list[RoundContext]) -> list[ClientUpdate]:
         # privacy off here (Algorithm.batching_blocker): the state needs no privacy ledger
-        names = parameter_names(self.model)
-        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(states, names, ctxs[0].device),
-                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train)
+        trained, losses = train_round_together(cross_entropy_loss(self.model), states, parameter_names(self.model),
+                                               datas, ctxs, self.train)
         return [ClientUpdate(upload={}, weight=0.0, state={**s, **new}, metrics={"train_loss": float(loss)})
                 for s, new, loss in zip(states, unstack(trained, len(ctxs)), losses)]

@@ -25,7 +25,7 @@ per-client running statistics and random masks, and padding rows would enter bat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value, vmap
 
+from pfedkit.algorithms.protocol import RoundContext
 from pfedkit.algorithms.toolkit.functional_step import OptState, Params, UpdateRule, local_step
 from pfedkit.core.config import TrainSettings
 from pfedkit.data.client_data import ClientData
@@ -227,6 +228,16 @@ def train_together(
     steps = torch.tensor(schedule.steps, device=device, dtype=loss_sum.dtype)
     mean_loss = torch.where(steps > 0, loss_sum / steps.clamp_min(1), torch.full_like(loss_sum, float("nan")))
     return {name: t.index_select(0, inverse) for name, t in params.items()}, mean_loss.index_select(0, inverse)
+
+
+def train_round_together(loss: ClientLoss, payloads: list[Mapping[str, Tensor]], keys: list[str],
+                         datas: list[ClientData], ctxs: list[RoundContext], settings: TrainSettings,
+                         **options: Any) -> tuple[dict[str, Tensor], Tensor]:
+    """`train_together` for a round's clients: the ``keys`` of each client's payload stacked as
+    the trainable tensors ((K, ...) on the clients' device), each client's training rows and its
+    round generator; ``options`` (per_client, shared, epochs, lr) pass through."""
+    return train_together(loss, stack_payloads(payloads, keys, ctxs[0].device), ClientRows.of_clients(datas),
+                          [c.generator for c in ctxs], settings, **options)
 
 
 def _stacked_grads(loss: ClientLoss, shared: dict[str, Tensor]):  # noqa: ANN202 (a functional_step.GradFn)

@@ -15,11 +15,9 @@ from torch import Tensor, nn
 
 from pfedkit.algorithms.protocol import Algorithm, ClientUpdate, H, RoundContext
 from pfedkit.algorithms.toolkit.batched_training import (
-    ClientRows,
     cross_entropy_loss,
     parameter_names,
-    stack_payloads,
-    train_together,
+    train_round_together,
     unstack,
 )
 from pfedkit.algorithms.toolkit.dp_sgd import poisson_schedule
@@ -100,9 +98,8 @@ class PartialSharing(Algorithm[H]):
         """`train_local` for several clients at once: their models (every state_dict key) in, their
         trained parameters ((K, ...) each) and metrics out; default: cross-entropy over every
         parameter for ``train.local_epochs`` epochs."""
-        names = parameter_names(self.model)
-        trained, losses = train_together(cross_entropy_loss(self.model), stack_payloads(models, names, ctxs[0].device),
-                                         ClientRows.of_clients(datas), [c.generator for c in ctxs], self.train)
+        trained, losses = train_round_together(cross_entropy_loss(self.model), models, parameter_names(self.model),
+                                               datas, ctxs, self.train)
         return trained, [{"train_loss": float(loss)} for loss in losses]
 
     def privacy_plan(self, round: int, num_train: int) -> list[Mechanism]:
