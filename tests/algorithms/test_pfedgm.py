@@ -284,10 +284,45 @@ def test_virtual_features_train_the_navigator_only():
     real_only = gm.shared_objective(nav.logits, z, torch.zeros(5, dtype=torch.long), zv, yv, 0.0)
     both = gm.shared_objective(nav.logits, z, torch.zeros(5, dtype=torch.long), zv, yv, 1.0)
     assert float(both.detach()) > float(real_only.detach())
-    g_both = torch.autograd.grad(both, [nav.anchors, z])
-    g_real = torch.autograd.grad(real_only, [nav.anchors, z])
+    g_both = torch.autograd.grad(both, [nav.position, z])
+    g_real = torch.autograd.grad(real_only, [nav.position, z])
     torch.testing.assert_close(g_both[1], g_real[1])  # the body sees the real features only
     assert not torch.allclose(g_both[0], g_real[0])  # the anchors see the virtual ones too
+
+
+@pytest.mark.parametrize("coords", gm.NAVIGATOR_COORDS)
+def test_navigator_coordinates_keep_the_spec_logits_and_payload(coords):
+    anchors, log_scale = torch.randn(3, 4), torch.tensor(1.3)
+    nav = gm.Navigator.from_payload({gm.ANCHORS: anchors, gm.LOG_SCALE: log_scale}, "cpu", trainable=True, coords=coords)
+    z = torch.randn(5, 4)
+    spec = -0.5 * log_scale.exp() * torch.cdist(z, anchors).pow(2)
+    torch.testing.assert_close(nav.logits(z), spec, rtol=1e-5, atol=1e-5)
+    back = nav.to_payload()
+    torch.testing.assert_close(back[gm.ANCHORS], anchors)
+    assert float(back[gm.LOG_SCALE]) == pytest.approx(1.3)
+
+
+def test_logit_weight_coordinates_step_like_a_linear_head():
+    """One SGD step on the trained coordinates (s held): in ``logit_weights`` the logit weights
+    u = exp(s) m move by -lr dL/du, a linear head's step; in ``anchors`` exp(2s) times further."""
+    anchors, log_scale, lr = torch.randn(3, 4), torch.tensor(1.5), 0.01
+    z, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def weight_step(coords):
+        nav = gm.Navigator.from_payload({gm.ANCHORS: anchors, gm.LOG_SCALE: log_scale}, "cpu", trainable=True,
+                                        coords=coords)
+        u0 = nav.anchors.detach() * log_scale.exp()
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(nav.logits(z), y), [nav.position])
+        with torch.no_grad():
+            nav.position -= lr * grad
+        return nav.anchors.detach() * log_scale.exp() - u0
+
+    u = (anchors * log_scale.exp()).requires_grad_(True)
+    linear_logits = z @ u.T - 0.5 * (u * u).sum(1) / log_scale.exp()  # the same logits, up to a row constant
+    (grad_u,) = torch.autograd.grad(torch.nn.functional.cross_entropy(linear_logits, y), [u])
+    torch.testing.assert_close(weight_step("logit_weights"), -lr * grad_u, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(weight_step("anchors"), -lr * grad_u * float((2 * log_scale).exp()), rtol=1e-4,
+                               atol=1e-5)
 
 
 # ----- whole runs -------------------------------------------------------------------------------
@@ -296,7 +331,7 @@ ABLATIONS = [
     {"gain": "global"}, {"gain": "local"}, {"gain": "interpolate"}, {"global_filter": False},
     {"resample_tau": 0.5}, {"predictive": "student_t"}, {"gain_form": "full"}, {"gain_form": "scalar"},
     {"noise_source": "none", "process_noise": 0.0}, {"noise_source": "innovation", "prior_uncertainty": True},
-    {"noise_cov": "fused"},
+    {"noise_cov": "fused"}, {"navigator_coords": "anchors"},
 ]
 
 

@@ -21,6 +21,7 @@ ALGO = "pfedgm"
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     ("pfedgm (defaults)", {}),
     ("no navigator (linear head + CE)", {"navigator": False}),
+    ("navigator stepped on its anchors m_c (not its logit weights)", {"navigator_coords": "anchors"}),
     ("lambda_local = 0", {"lambda_local": 0.0}),
     ("no virtual features", {"virtual_weight": 0.0, "bank_size": 0}),
     ("gain = 0 (global means)", {"gain": "global"}),

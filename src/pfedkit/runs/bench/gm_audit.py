@@ -21,6 +21,8 @@ BENCH = "gm-audit"
 COMPONENTS: list[tuple[str, dict[str, Any]]] = [
     ("pfedgm (defaults)", {}),
     ("without navigator (linear head + CE)", {"navigator": False}),
+    ("navigator stepped on its anchors m_c, not its logit weights (before issue 14's fix)",
+     {"navigator_coords": "anchors"}),
     ("without L_local (lambda_local = 0)", {"lambda_local": 0.0}),
     ("without virtual features", {"virtual_weight": 0.0, "bank_size": 0}),
     ("without re-sampling weights (tau = 0)", {"resample_tau": 0.0}),

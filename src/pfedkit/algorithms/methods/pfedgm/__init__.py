@@ -24,7 +24,7 @@ from .client import (
 )
 from .hparams import PFedGMHParams
 from .keys import ANCHORS, BANK_Y, BANK_Z, FILTER, GAIN, LOG_SCALE, PRIOR, PROCESS_NOISE, STATS
-from .navigator import LogitsFn, Navigator, initial_navigator, local_objective, shared_objective
+from .navigator import NAVIGATOR_COORDS, LogitsFn, Navigator, initial_navigator, local_objective, shared_objective
 from .server import global_fusion, innovation_noise, virtual_feature_bank, with_mean_uncertainty
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "STATS",
     "PFedGMHParams",
     "LogitsFn",
+    "NAVIGATOR_COORDS",
     "Navigator",
     "shared_objective",
     "local_objective",

@@ -181,10 +181,10 @@ class PFedGM(Algorithm[PFedGMHParams]):
         bank_z = broadcast[BANK_Z].to(ctx.device, torch.float32)
         bank_y = broadcast[BANK_Y].to(ctx.device)
         if self.hp.navigator:
-            nav = Navigator.from_payload(broadcast, ctx.device, trainable=True)
+            nav = Navigator.from_payload(broadcast, ctx.device, trainable=True, coords=self.hp.navigator_coords)
             logits_fn: LogitsFn = nav.logits
             params = parameters_named(model, self.body_keys) + nav.parameters()
-            slots = [(nav, "anchors"), (nav, "log_scale")]  # trained outside the model (DP-SGD swaps them)
+            slots = [(nav, "position"), (nav, "log_scale")]  # trained outside the model (DP-SGD swaps them)
         else:
             nav = None
             logits_fn = model.head

@@ -14,7 +14,13 @@ from torch import Tensor
 
 from pfedkit.algorithms.methods.pfedgm.client import _prior_on, personal_gaussian, statistic_extractor
 from pfedkit.algorithms.methods.pfedgm.keys import ANCHORS, BANK_Y, BANK_Z, GAIN, LOG_SCALE, PRIOR, STATS
-from pfedkit.algorithms.methods.pfedgm.navigator import Navigator, local_objective, shared_objective
+from pfedkit.algorithms.methods.pfedgm.navigator import (
+    Navigator,
+    anchors_from_coords,
+    local_objective,
+    shared_objective,
+    to_coords,
+)
 from pfedkit.algorithms.protocol import ClientUpdate, RoundContext
 from pfedkit.algorithms.toolkit.batched_training import (
     ClientRows,
@@ -65,6 +71,8 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
     nav_keys = [ANCHORS, LOG_SCALE] if hp.navigator else []
     start = {**stack_payloads(broadcasts, names, device),
              **{k: t.to(torch.float32) for k, t in stack_payloads(broadcasts, nav_keys, device).items()}}
+    if hp.navigator:  # the navigator trains in its coordinates (`navigator.to_coords`)
+        start[ANCHORS] = to_coords(start[ANCHORS], start[LOG_SCALE], hp.navigator_coords)
     per_client, shared = constants_of(broadcasts, [BANK_Z, BANK_Y], device)
     for bank in (per_client, shared):
         if BANK_Z in bank:
@@ -77,7 +85,7 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
     def loss(t: dict[str, Tensor], x: Tensor, y: Tensor, w: Tensor) -> Tensor:
         z = model_call(model.body, t, x, "body.")
         if hp.navigator:
-            logits_fn = Navigator(t[ANCHORS], t[LOG_SCALE]).logits
+            logits_fn = Navigator(t[ANCHORS], t[LOG_SCALE], hp.navigator_coords).logits
         else:
             def logits_fn(q: Tensor) -> Tensor:
                 return model_call(model.head, t, q, "head.")
@@ -88,6 +96,8 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
 
     trained, losses = train_together(loss, start, ClientRows.of_clients(datas), [c.generator for c in ctxs], algo.train,
                                      per_client=per_client, shared=shared)
+    if hp.navigator:
+        trained[ANCHORS] = anchors_from_coords(trained[ANCHORS], trained[LOG_SCALE], hp.navigator_coords)
     updates = []
     for b, new, (_, state, metrics), d, value in zip(broadcasts, unstack(trained, len(ctxs)), prepared, datas, losses):
         weights = {**{k: b[k] for k in algo.model_keys}, **{k: new[k] for k in names}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pfedkit.algorithms.methods.pfedgm.navigator import NAVIGATOR_COORDS
 from pfedkit.core.config import param
 
 
@@ -14,6 +15,10 @@ class PFedGMHParams:
     bank_size: int = param(32, lo=0, hi=100_000, doc="virtual features per class sent each round (B)")
     resample_tau: float = param(1.0, lo=0.0, hi=10.0, doc="re-sampling weights w_kc ∝ n_kc^tau (spec §2)")
     navigator: bool = param(True, doc="train through the navigator; false = ablation: linear head + CE")
+    navigator_coords: str = param("logit_weights", choices=NAVIGATOR_COORDS,
+                                  doc="what the optimiser steps on: the navigator's logit weights exp(s) m_c and s "
+                                      "(a linear head's step size, default) or the anchors m_c and s (steps exp(2s) "
+                                      "times larger on the logits); the logits are the same")
     gain: str = param("kalman", choices=("kalman", "global", "local", "interpolate"),
                       doc="local fusion: Kalman gain; fixed K=0 (global means) or K=1 (local means); or "
                           "pFedFDA-style beta chosen by k-fold CV on the client's training split")

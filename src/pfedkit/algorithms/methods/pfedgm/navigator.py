@@ -20,35 +20,70 @@ from pfedkit.stats import STATS_DTYPE, GlobalPrior
 LogitsFn = Callable[[Tensor], Tensor]
 
 
+NAVIGATOR_COORDS = ("logit_weights", "anchors")
+"""What the optimiser steps on (``hp.pfedgm.navigator_coords``); the logits and the payload are the same."""
+
+
+def to_coords(anchors: Tensor, log_scale: Tensor, coords: str) -> Tensor:
+    """Anchors m_c -> the trained coordinates: u_c = exp(s) m_c (``logit_weights``) or m_c (``anchors``).
+
+    Args:
+        anchors: (..., C, d); log_scale: (...) with the same leading shape (stacked clients).
+    """
+    return anchors * log_scale.exp()[..., None, None] if coords == "logit_weights" else anchors
+
+
+def anchors_from_coords(position: Tensor, log_scale: Tensor, coords: str) -> Tensor:
+    """Inverse of `to_coords`: (..., C, d) trained coordinates -> anchors m_c (differentiable)."""
+    return position * (-log_scale).exp()[..., None, None] if coords == "logit_weights" else position
+
+
 @dataclass
 class Navigator:
     """The navigator (R5): global class anchors m_c and a log-scale s, shared with FedAvg.
 
     Gaussian logits ``l_c(z) = -1/2 exp(s) ||z - m_c||^2``. Used for training only.
 
+    The same logits expand to ``exp(s) m_c . z - exp(s) ||m_c||^2 / 2`` (plus a term equal for
+    every class): a linear head with weights u_c = exp(s) m_c and a bias tied to them. A step of
+    size lr on m_c moves those weights by exp(2s) * lr * grad, where a linear head moves by
+    lr * grad; with exp(s) near 6 after round 0 that made the anchors the fastest-moving and
+    noisiest part of training, and pFedGM fell 2 points behind a linear head once clients had
+    enough data for 16 steps a round (docs/pfedgm.md, component audit). So by default the
+    optimiser steps on u_c and s (``coords = logit_weights``); ``anchors`` steps on m_c and s.
+
     Attributes:
-        anchors: (C, d) float32.
+        position: (C, d) float32, the trained coordinates of the anchors (`to_coords`).
         log_scale: () float32.
+        coords: one of `NAVIGATOR_COORDS`.
     """
 
-    anchors: Tensor
+    position: Tensor
     log_scale: Tensor
+    coords: str = "logit_weights"
 
     @classmethod
-    def from_payload(cls, payload: Payload, device: torch.device | str, trainable: bool = False) -> Navigator:
+    def from_payload(cls, payload: Payload, device: torch.device | str, trainable: bool = False,
+                     coords: str = "logit_weights") -> Navigator:
         """Copies of the payload's navigator on ``device``; leaf ``nn.Parameter``s if ``trainable``."""
         anchors = payload[ANCHORS].detach().to(device=device, dtype=torch.float32, copy=True)
         log_scale = payload[LOG_SCALE].detach().to(device=device, dtype=torch.float32, copy=True)
+        position = to_coords(anchors, log_scale, coords)
         if trainable:
-            return cls(nn.Parameter(anchors), nn.Parameter(log_scale))
-        return cls(anchors, log_scale)
+            return cls(nn.Parameter(position), nn.Parameter(log_scale), coords)
+        return cls(position, log_scale, coords)
+
+    @property
+    def anchors(self) -> Tensor:
+        """m_c, (C, d) float32 (differentiable in the trained coordinates)."""
+        return anchors_from_coords(self.position, self.log_scale, self.coords)
 
     def parameters(self) -> list[Tensor]:
-        """[anchors, log_scale]."""
-        return [self.anchors, self.log_scale]
+        """[position, log_scale], the trained tensors."""
+        return [self.position, self.log_scale]
 
     def to_payload(self) -> Payload:
-        """Detached float32 copies under ``gm.nav.*``."""
+        """Detached float32 anchors and log-scale under ``gm.nav.*``."""
         return {ANCHORS: self.anchors.detach().clone(), LOG_SCALE: self.log_scale.detach().clone()}
 
     def precision(self) -> Tensor:
