@@ -47,7 +47,7 @@ class Navigator:
     The same logits expand to ``exp(s) m_c . z - exp(s) ||m_c||^2 / 2`` (plus a term equal for
     every class): a linear head with weights u_c = exp(s) m_c and a bias tied to them. A step of
     size lr on m_c moves those weights by exp(2s) * lr * grad, where a linear head moves by
-    lr * grad; with exp(s) near 6 after round 0 that made the anchors the fastest-moving and
+    lr * grad; with exp(s) about 7 after round 0 that made the anchors the fastest-moving and
     noisiest part of training, and pFedGM fell 2 points behind a linear head once clients had
     enough data for 16 steps a round (docs/pfedgm.md, component audit). So by default the
     optimiser steps on u_c and s (``coords = logit_weights``); ``anchors`` steps on m_c and s.
