@@ -133,6 +133,11 @@ def test_non_finite_tuning_learning_rate_is_refused(tmp_path, capsys):
             "--tune-lr='0.1,nan': every learning rate must be a finite number > 0")
 
 
+def test_unknown_navigator_coordinates_are_refused(tmp_path, capsys):
+    refused(["run", "algorithm=pfedgm", "hp.pfedgm.navigator_coords=weights", f"output={tmp_path / 'out'}"], tmp_path,
+            capsys, "hp.pfedgm.navigator_coords='weights' is not allowed; choose one of logit_weights, anchors")
+
+
 # ---------------------------------------------------------------- clients, samples and splits
 
 def test_more_clients_than_samples(tmp_path, capsys):
