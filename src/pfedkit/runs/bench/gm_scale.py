@@ -34,11 +34,12 @@ SETTINGS = [
                      "partition.alpha=0.3", "train.client_fraction=0.2", "partition.min_size=20", "eval_every=4"), GPU,
             note="Partial participation: 20 of 100 clients per round."),
     Setting("fmnist-full-dir0.1", "Fashion-MNIST (all 70,000 images), 20 clients, Dirichlet 0.1, 20 rounds",
-            LARGE + ("data.max_samples=0", "partition.scheme=dirichlet", "partition.alpha=0.1", "eval_every=4"), GPU),
+            LARGE + ("data.max_samples=0", "partition.scheme=dirichlet", "partition.alpha=0.1", "eval_every=4"), GPU,
+            cpu_on_request=True),
     Setting("fmnist-full-path2", "Fashion-MNIST (all 70,000 images), 20 clients, pathological 2 classes/client, "
             "20 rounds",
             LARGE + ("data.max_samples=0", "partition.scheme=pathological", "partition.classes_per_client=2",
-                     "eval_every=4"), GPU),
+                     "eval_every=4"), GPU, cpu_on_request=True),
 ]
 
 DEFAULT_ALGORITHMS = ["local", "fedper", "fedrep", "fedbabu", "fedpac", "pfedfda", "pfedgm"]

@@ -22,7 +22,7 @@ class BenchOptions:
     scale: str = "cpu"              # "cpu" (default, <= 1 h on 2 cores) or "gpu" (full data, more rounds)
     seeds: int = 3
     out: Path = Path("docs/results")
-    settings: tuple[str, ...] = ()  # empty = all
+    settings: tuple[str, ...] = ()  # empty = all (at cpu scale, all not marked cpu_on_request)
     algos: tuple[str, ...] = ()     # empty = the benchmark's default list
     quiet: bool = True
     command: str = ""
@@ -40,6 +40,17 @@ class Setting:
     overrides: tuple[str, ...]
     gpu_overrides: tuple[str, ...] = field(default=())
     note: str = ""
+    cpu_on_request: bool = False
+    """At ``--scale cpu`` run only when named in ``--settings``: longer than the default run's
+    hour on 2 cores (``--scale gpu`` runs it by default)."""
+
+
+def chosen_settings(settings: list[Setting], opts: BenchOptions) -> list[Setting]:
+    """The settings a run covers: those named in ``--settings``, else every setting (at ``--scale
+    cpu`` every one not marked `Setting.cpu_on_request`)."""
+    if opts.settings:
+        return [s for s in settings if s.name in opts.settings]
+    return [s for s in settings if opts.scale != "cpu" or not s.cpu_on_request]
 
 
 @dataclass(frozen=True)
@@ -79,9 +90,7 @@ def check_outputs(bench: str, settings: list[Setting], opts: BenchOptions) -> No
         return
     root = opts.out / bench
     taken = []
-    for s in settings:
-        if opts.settings and s.name not in opts.settings:
-            continue
+    for s in chosen_settings(settings, opts):
         page, folder = root / f"{s.name}.md", root / s.name
         if page.exists():
             taken.append(page)
@@ -102,7 +111,7 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
 
     A setting whose dataset files are missing is skipped with a note in ``<setting>.md``.
     """
-    chosen = [s for s in settings if not opts.settings or s.name in opts.settings]
+    chosen = chosen_settings(settings, opts)
     check_outputs(bench, chosen, opts)
     out_root = opts.out / bench
     out_root.mkdir(parents=True, exist_ok=True)
