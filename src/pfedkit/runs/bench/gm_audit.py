@@ -2,7 +2,7 @@
 scale (issue 14)? Each row removes or fixes one component; the same partitions, seeds and
 initial weights for every row. The small setting is ``bench gm``'s Fashion-MNIST Dirichlet 0.1
 (2,500 samples, 10 rounds, half the clients per round), the large one ``bench gm-scale``'s
-(10,000 samples, 20 rounds, every client); on request (``--settings``, about an hour on 2 cores)
+(10,000 samples, 20 rounds, every client); on request (``--settings``; 15 runs of about 7 min)
 the full one, ``bench gm-scale``'s all 70,000 images, with the rows that moved accuracy there
 (`FULL_DATA_COMPONENTS`). The tables' rare / unseen columns give the accuracy on
 the classes a client holds 1-9 / 0 training samples of, where the local fusion's gain matters.

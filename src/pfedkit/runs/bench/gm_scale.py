@@ -7,8 +7,9 @@ setting is larger, so by default only pFedGM and the baselines that led ``bench 
 (``--algos`` for others). Use ``--tune-lr`` to give every method its own learning rate, chosen
 on validation accuracy of a tuning seed.
 
-Cost on 2 CPU cores (one thread per run): the 10k settings take about 1 min per run (pFedGM,
-20 rounds), the full-data ones about 6x that; see each page's minutes.
+Cost on 2 CPU cores with ``--workers 2`` (one thread per run): the three 10k-image settings
+6-14 min each, a full-data one (all 70,000 images) 67 min, so at ``--scale cpu`` the full-data
+settings run only when named in ``--settings``; see each page's minutes.
 """
 
 from __future__ import annotations
