@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from support import tiny_config
 
+import pfedkit.runs.compare as compare
 import pfedkit.runs.tuning as tuning
 
 
 def test_lr_search_picks_best_validation_and_ignores_test(monkeypatch):
     cfg = tiny_config("train.rounds=1")
     seen_lrs, val = [], {}
-    real = tuning.simulate_config
+    real = compare.simulate_config
 
     def spy(run_cfg, fed=None, **kw):
         seen_lrs.append((run_cfg.algorithm, run_cfg.train.lr, run_cfg.seed))
@@ -20,8 +23,9 @@ def test_lr_search_picks_best_validation_and_ignores_test(monkeypatch):
         res.summary["selected"]["test"]["mean"] = 1.0 - res.summary["selected"]["val"]["mean"]
         return res
 
-    monkeypatch.setattr(tuning, "simulate_config", spy)
-    chosen = tuning.tune_learning_rates(cfg, ["fedavg", "local"], [0.001, 0.1, 0.5], log=lambda m: None)
+    monkeypatch.setattr(compare, "simulate_config", spy)
+    variants = {a: dataclasses.replace(cfg, algorithm=a) for a in ("fedavg", "local")}
+    chosen = tuning.tune_learning_rates(variants, [0.001, 0.1, 0.5], log=lambda m: None)
     assert {(a, lr) for a, lr, _ in seen_lrs} == {(a, lr) for a in ("fedavg", "local") for lr in (0.001, 0.1, 0.5)}
     assert all(seed == tuning.TUNING_SEED for *_, seed in seen_lrs)
     for algo in ("fedavg", "local"):  # best validation accuracy, the smaller lr on ties
@@ -37,7 +41,8 @@ def test_bench_tune_lr_gives_each_variant_its_own_rate_and_says_so(tmp_path, mon
     setting = suite.Setting("tiny", "tiny", tuple(base))
     variants = [suite.Variant("a", "local"), suite.Variant("b", "fedavg")]
     picks = {"local": 0.5, "fedavg": 0.001}
-    monkeypatch.setattr(suite, "tune_learning_rates", lambda cfg, algos, lrs, log: {algos[0]: picks[algos[0]]})
+    monkeypatch.setattr(suite, "tune_learning_rates",
+                        lambda configs, lrs, log, workers: {label: picks[c.algorithm] for label, c in configs.items()})
     used = {}
     real = suite.run_variants
 
@@ -50,3 +55,12 @@ def test_bench_tune_lr_gives_each_variant_its_own_rate_and_says_so(tmp_path, mon
     suite.run_suite("t", [setting], variants, opts)
     assert used == {"a": 0.5, "b": 0.001}
     assert "a 0.5, b 0.001" in (tmp_path / "t" / "tiny.md").read_text()
+
+
+def test_lr_search_in_two_worker_processes_equals_one_at_a_time():
+    cfg = tiny_config("train.rounds=1")
+    variants = {a: dataclasses.replace(cfg, algorithm=a) for a in ("fedavg", "local")}
+    logs: dict[int, list[str]] = {1: [], 2: []}
+    picks = {w: tuning.tune_learning_rates(variants, [0.01, 0.3], log=logs[w].append, workers=w) for w in (1, 2)}
+    assert picks[1] == picks[2] and logs[1] == logs[2]  # the log lines carry every validation score
+    assert all("test" not in line for line in logs[1])

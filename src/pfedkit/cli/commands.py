@@ -65,7 +65,8 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
     folder = OutputFolder(Path(cfg.output), args.overwrite)  # checks the folder, touches nothing yet
     check_inputs(cfg, list(range(args.seeds)))
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    chosen = tune_learning_rates(cfg, algos, lrs, log=log) if lrs else {}
+    chosen = (tune_learning_rates({a: dataclasses.replace(cfg, algorithm=a) for a in algos}, lrs, log=log,
+                                  workers=args.workers) if lrs else {})
     with folder as out:
         if lrs:
             runs = []

@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--seeds", type=int, default=3, help="number of seeds 0..N-1 (default 3)")
     cmp_.add_argument("--tune-lr", default="", metavar="LR,LR,...",
                       help="per algorithm, pick train.lr from these values by validation accuracy on "
-                           "tuning seed 1000 (same budget for every algorithm)")
+                           "tuning seed 1000 (same budget for every algorithm; the search runs in --workers processes)")
     cmp_.add_argument("--workers", type=int, default=1,
                       help="processes running (seed, algorithm) pairs in parallel (default 1; results identical)")
 
@@ -81,7 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--progress", action="store_true", help="per-round progress output")
     bench.add_argument("--workers", type=int, default=1, help="processes running (seed, method) pairs in parallel")
     bench.add_argument("--tune-lr", default="", metavar="LR,LR,...",
-                       help="per method, pick train.lr from these values by validation accuracy on tuning seed 1000")
+                       help="per method, pick train.lr from these values by validation accuracy on tuning seed 1000 "
+                            "(the search runs in --workers processes)")
 
     pre = sub.add_parser("pretrain", help="pretrain the offline ViT backbone on a source disjoint from the clients",
                          description="Train a ViT preset + linear head on a source dataset whose images are "

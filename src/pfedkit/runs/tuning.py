@@ -6,28 +6,28 @@ import dataclasses
 from typing import Callable
 
 from pfedkit.core.config import RunConfig
-from pfedkit.data.setup import build_federated_data, load_pool
-from pfedkit.runs.experiment import simulate_config
+from pfedkit.runs.compare import run_variants
 
 TUNING_SEED = 1000
 """Seed of the tuning run: its partition and initial weights differ from the reported seeds'."""
 
 
-def tune_learning_rates(cfg: RunConfig, algorithms: list[str], lrs: list[float],
-                        log: Callable[[str], None] = print) -> dict[str, float]:
-    """For each algorithm, the lr in ``lrs`` with the best val-selected client-mean **val**
-    accuracy on one tuning run (seed ``TUNING_SEED``, same rounds as the comparison).
-    Test accuracy is never read."""
-    fed = build_federated_data(cfg.data, cfg.partition, TUNING_SEED, pool=load_pool(cfg.data, cfg.seed))
+def tune_learning_rates(variants: dict[str, RunConfig], lrs: list[float], log: Callable[[str], None] = print,
+                        workers: int = 1) -> dict[str, float]:
+    """Per variant label, the lr in ``lrs`` with the best val-selected client-mean **val**
+    accuracy on one tuning run (seed ``TUNING_SEED``, same rounds as the comparison); the smaller
+    lr on ties. Test accuracy is never read. The len(variants) x len(lrs) runs share the worker
+    pool of a comparison (``workers`` processes), with the same results as one at a time."""
+    grid = {(label, lr): dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=lr))
+            for label, cfg in variants.items() for lr in lrs}
+    log(f"lr search: {len(grid)} runs on tuning seed {TUNING_SEED} ({len(variants)} methods x {len(lrs)} lrs)")
+    # the comparison's log line reports test accuracy: the search must not show or use it
+    runs = run_variants({f"{label} lr={lr:g}": cfg for (label, lr), cfg in grid.items()}, [TUNING_SEED], None,
+                        progress=False, log=lambda m: None, workers=workers)
+    val = {key: run.summary["selected"]["val"]["mean"] for key, run in zip(grid, runs)}
     chosen = {}
-    for algo in algorithms:
-        scores = {}
-        for lr in lrs:
-            run_cfg = dataclasses.replace(cfg, algorithm=algo, seed=TUNING_SEED,
-                                          train=dataclasses.replace(cfg.train, lr=lr))
-            res = simulate_config(run_cfg, fed=fed, progress=False)
-            scores[lr] = res.summary["selected"]["val"]["mean"]
-        chosen[algo] = max(lrs, key=lambda lr: (scores[lr], -lr))
-        log(f"lr search {algo}: " + ", ".join(f"{lr:g}->{100 * s:.1f}" for lr, s in scores.items())
-            + f" => {chosen[algo]:g}")
+    for label in variants:
+        chosen[label] = max(lrs, key=lambda lr: (val[label, lr], -lr))
+        log(f"lr search {label}: " + ", ".join(f"{lr:g}->{100 * val[label, lr]:.1f}" for lr in lrs)
+            + f" => {chosen[label]:g}")
     return chosen

@@ -124,7 +124,7 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
                    for v in variants}
         t0 = time.perf_counter()
         print(f"[{bench}] {s.name}: {s.title} ({' '.join(overrides)})", file=sys.stderr)
-        tuned = tuned_learning_rates(configs, opts.tune_lr)
+        tuned = tuned_learning_rates(configs, opts.tune_lr, opts.workers)
         configs = {label: dataclasses.replace(c, train=dataclasses.replace(c.train, lr=tuned[label])) if tuned else c
                    for label, c in configs.items()}
         run_dir = out_root / s.name
@@ -151,14 +151,13 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
     return done
 
 
-def tuned_learning_rates(configs: dict[str, RunConfig], lrs: tuple[float, ...]) -> dict[str, float]:
+def tuned_learning_rates(configs: dict[str, RunConfig], lrs: tuple[float, ...], workers: int = 1
+                         ) -> dict[str, float]:
     """Per variant label, the ``train.lr`` among ``lrs`` with the best validation accuracy on the
     tuning seed (`pfedkit.runs.tuning`); empty when ``lrs`` is. Test accuracy is never read."""
     if not lrs:
         return {}
-    log = lambda m: print(m, file=sys.stderr)  # noqa: E731
-    return {label: tune_learning_rates(c, [c.algorithm], list(lrs), log=log)[c.algorithm]
-            for label, c in configs.items()}
+    return tune_learning_rates(configs, list(lrs), log=lambda m: print(m, file=sys.stderr), workers=workers)
 
 
 def setting_markdown(setting: Setting, title: str, command: str, overrides: list[str], opts: BenchOptions,
