@@ -39,7 +39,9 @@ def test_gm_audit_runs_the_full_data_rows_only_on_request(monkeypatch, tmp_path:
 
     monkeypatch.setattr(gm_audit, "run_suite", spy)
     gm_audit.run(BenchOptions(out=tmp_path))
-    assert ran == {"small-fmnist-dir0.1": 9, "large-fmnist-10k-dir0.1": 9}
+    rows = len(gm_audit.COMPONENTS)
+    assert ran == {"small-fmnist-dir0.1": rows, "large-fmnist-10k-dir0.1": rows, "large-fmnist-10k-qty-dir0.3": rows,
+                   "large-fmnist-100c-dir0.3": rows}
     ran.clear()
     gm_audit.run(BenchOptions(out=tmp_path, settings=("full-fmnist-dir0.1",)))
     assert ran == {"full-fmnist-dir0.1": len(gm_audit.FULL_DATA_COMPONENTS)} and len(gm_audit.FULL_DATA_COMPONENTS) == 5
