@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pfedkit.cli.main import main
 
@@ -151,3 +153,13 @@ def test_every_help_points_to_list(capsys):
         with pytest.raises(SystemExit):
             main([command, "--help"])
         assert "pfedkit list" in " ".join(capsys.readouterr().out.split())
+
+
+def test_compare_tune_lr_runs_each_algorithm_at_the_rate_its_search_chose(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["compare", *TINY, "--algos", "local,fedavg", "--seeds", "1", "--tune-lr", "0.01,0.3", "--quiet",
+                 f"output={out}"]) == 0
+    picked = dict(re.findall(r"^lr search (\w+): .* => ([\d.]+)$", capsys.readouterr().err, flags=re.M))
+    assert set(picked) == {"local", "fedavg"}
+    for algo, lr in picked.items():
+        assert yaml.safe_load((out / algo / "seed0" / "config.yaml").read_text())["train"]["lr"] == float(lr)

@@ -19,7 +19,7 @@ from pfedkit.algorithms.registry import (
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError
 from pfedkit.data.setup import load_pool, partition_pool
-from pfedkit.runs.compare import run_comparison, write_comparison
+from pfedkit.runs.compare import run_variants, write_comparison
 from pfedkit.runs.experiment import check_inputs, simulate_config
 from pfedkit.runs.results import OutputFolder, check_output_dir, prepare_output_dir
 from pfedkit.runs.tuning import tune_learning_rates
@@ -65,19 +65,13 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
     folder = OutputFolder(Path(cfg.output), args.overwrite)  # checks the folder, touches nothing yet
     check_inputs(cfg, list(range(args.seeds)))
     log = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
-    chosen = (tune_learning_rates({a: dataclasses.replace(cfg, algorithm=a) for a in algos}, lrs, log=log,
-                                  workers=args.workers) if lrs else {})
+    variants = {a: dataclasses.replace(cfg, algorithm=a) for a in algos}
+    if lrs:
+        chosen = tune_learning_rates(variants, lrs, log=log, workers=args.workers)
+        variants = {a: dataclasses.replace(c, train=dataclasses.replace(c.train, lr=chosen[a])) for a, c in variants.items()}
     with folder as out:
-        if lrs:
-            runs = []
-            for a in algos:
-                tuned = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=chosen[a]))
-                runs += run_comparison(tuned, [a], list(range(args.seeds)), out, progress=not args.quiet, log=log,
-                                       workers=args.workers)
-            runs.sort(key=lambda r: (r.seed, algos.index(r.algorithm)))
-        else:
-            runs = run_comparison(cfg, algos, list(range(args.seeds)), out, progress=not args.quiet, log=log,
-                                  workers=args.workers)
+        runs = run_variants(variants, list(range(args.seeds)), out, progress=not args.quiet, log=log,
+                            workers=args.workers)
         title = (f"{cfg.data.dataset}, {cfg.data.num_clients} clients, {describe_partition(cfg)}, "
                  f"{cfg.train.rounds} rounds")
         print(write_comparison(runs, out, title, command))

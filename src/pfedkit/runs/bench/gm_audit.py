@@ -4,8 +4,8 @@ initial weights for every row. The small setting is ``bench gm``'s Fashion-MNIST
 (2,500 samples, 10 rounds, half the clients per round), the large ones ``bench gm-scale``'s
 10,000-sample settings (20 rounds: Dirichlet 0.1, quantity skew with Dirichlet 0.3, 100 clients
 at 20 % per round; 38 min with ``--workers 2`` on 2 cores); on request (``--settings``; 15 runs
-of about 7 min) the full one, ``bench gm-scale``'s all 70,000 images, with the rows that moved accuracy there
-(`FULL_DATA_COMPONENTS`). The tables' rare / unseen columns give the accuracy on
+of about 7 min) the full one, ``bench gm-scale``'s all 70,000 images, with the rows that moved
+accuracy there (`FULL_DATA_COMPONENTS`). The tables' rare / unseen columns give the accuracy on
 the classes a client holds 1-9 / 0 training samples of, where the local fusion's gain matters.
 """
 
@@ -57,14 +57,14 @@ def _audited(name: str, scale: str, source: Setting) -> Setting:
     return dataclasses.replace(source, name=name, title=f"pFedGM component audit, {scale}: {source.title}")
 
 
+_SCALE_BY_NAME = {s.name: s for s in SCALE_SETTINGS}
 SCALED_SETTINGS: list[Setting] = [
     _audited("small-fmnist-dir0.1", "small", {s.name: s for s in GM_SETTINGS}["fmnist-dir0.1"]),
-    *(_audited(f"large-{name}", "large", {s.name: s for s in SCALE_SETTINGS}[name])
+    *(_audited(f"large-{name}", "large", _SCALE_BY_NAME[name])
       for name in ("fmnist-10k-dir0.1", "fmnist-10k-qty-dir0.3", "fmnist-100c-dir0.3")),
 ]
 """Run with every row of `COMPONENTS`."""
-FULL_DATA_SETTING = _audited("full-fmnist-dir0.1", "full data",
-                             {s.name: s for s in SCALE_SETTINGS}["fmnist-full-dir0.1"])
+FULL_DATA_SETTING = _audited("full-fmnist-dir0.1", "full data", _SCALE_BY_NAME["fmnist-full-dir0.1"])
 """Run with `FULL_DATA_COMPONENTS`; at ``--scale cpu`` only on request, as in ``gm-scale``."""
 SETTINGS: list[Setting] = [*SCALED_SETTINGS, FULL_DATA_SETTING]
 

@@ -8,7 +8,7 @@ setting is larger, so by default only pFedGM and the baselines that led ``bench 
 on validation accuracy of a tuning seed.
 
 Cost on 2 CPU cores with ``--workers 2`` (one thread per run): the three 10k-image settings
-6-14 min each, a full-data one (all 70,000 images) 67 min, so at ``--scale cpu`` the full-data
+6-14 min each, a full-data one (all 70,000 images) 59-67 min, so at ``--scale cpu`` the full-data
 settings run only when named in ``--settings``; see each page's minutes.
 """
 
