@@ -30,6 +30,7 @@ CASES = {
     "fedavg": (), "fedprox": ("hp.fedprox.mu=0.5",), "local": (), "fedper": (), "fedrep": (),
     "fedbabu": (), "ditto": ("hp.ditto.lam=0.5",), "pfedgm": (),
     "pfedgm-linear-head": ("hp.pfedgm.navigator=false",), "pfedgm-anchor-coords": ("hp.pfedgm.navigator_coords=anchors",),
+    "pfedgm-navigator-step": ("hp.pfedgm.navigator_step=20",),
     "fedavg-adam": ("train.optimizer=adam", "train.lr=0.01", "train.weight_decay=0.01"),
 }
 

@@ -181,6 +181,27 @@ def test_personal_head_is_bayes_rule_of_the_personal_gaussian(setup, form):
     assert torch.equal(got.argmax(1), want.argmax(1))
 
 
+@pytest.mark.parametrize("temperature", [3.0, 1e4])
+def test_head_temperature_divides_the_class_log_likelihoods_and_keeps_the_class_prior(setup, temperature):
+    """p ∝ pi_kc N(z; mu_kc, T Sigma_k): the tied covariance's log-likelihoods over T plus log pi_kc;
+    a very large T leaves the class prior alone."""
+    cfg, fed = setup
+    algo = make_algorithm("pfedgm", fed, {"head_temperature": temperature}, cfg=cfg)
+    server, _ = warm(algo, fed)
+    bcast = algo.broadcast(server, 1)
+    client = fed.clients[0]
+    personal = algo.personal_gaussian_of(bcast, client, ctx(1, 0))
+    with torch.no_grad():
+        got = algo.personal_predictor(bcast, {}, client, ctx(1, 0))(client.x_test).double()
+        z = algo.model.features(client.x_test).double()
+    normal = torch.distributions.MultivariateNormal(personal.means, covariance_matrix=personal.cov)
+    want = torch.log_softmax(normal.log_prob(z[:, None, :]) / temperature + personal.class_prior.log(), dim=1)
+    assert torch.allclose(got, want, atol=2e-3, rtol=1e-4), float((got - want).abs().max())
+    if temperature > 100:
+        prior = torch.log_softmax(personal.class_prior.log(), 0).expand_as(got)
+        assert torch.allclose(got, prior, atol=0.05)
+
+
 def test_student_t_predictive_gives_normalised_probabilities(setup):
     cfg, fed = setup
     algo = make_algorithm("pfedgm", fed, {"predictive": "student_t"}, cfg=cfg)
@@ -325,13 +346,37 @@ def test_logit_weight_coordinates_step_like_a_linear_head():
                                atol=1e-5)
 
 
+@pytest.mark.parametrize("coords", gm.NAVIGATOR_COORDS)
+def test_navigator_step_multiplies_the_sgd_step_and_keeps_the_logits(coords):
+    """``navigator_step = k``: the same logits and payload, and one SGD step moves the anchors k
+    times as far as with k = 1, in either coordinates."""
+    anchors, log_scale, lr = torch.randn(3, 4), torch.tensor(0.7), 0.01
+    z, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def anchor_step(step):
+        nav = gm.Navigator.from_payload({gm.ANCHORS: anchors, gm.LOG_SCALE: log_scale}, "cpu", trainable=True,
+                                        coords=coords, step=step)
+        torch.testing.assert_close(nav.to_payload()[gm.ANCHORS], anchors)
+        logits = nav.logits(z)
+        (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(logits, y), [nav.position])
+        with torch.no_grad():
+            nav.position -= lr * grad
+        return logits.detach(), nav.anchors.detach() - anchors
+
+    logits_1, move_1 = anchor_step(1.0)
+    logits_k, move_k = anchor_step(20.0)
+    torch.testing.assert_close(logits_k, logits_1)
+    torch.testing.assert_close(move_k, 20.0 * move_1, rtol=1e-4, atol=1e-6)
+
+
 # ----- whole runs -------------------------------------------------------------------------------
 ABLATIONS = [
     {"navigator": False}, {"lambda_local": 0.0}, {"virtual_weight": 0.0}, {"bank_size": 0},
     {"gain": "global"}, {"gain": "local"}, {"gain": "interpolate"}, {"global_filter": False},
     {"resample_tau": 0.5}, {"predictive": "student_t"}, {"gain_form": "full"}, {"gain_form": "scalar"},
     {"noise_source": "none", "process_noise": 0.0}, {"noise_source": "innovation", "prior_uncertainty": True},
-    {"noise_cov": "fused"}, {"navigator_coords": "anchors"},
+    {"noise_cov": "fused"}, {"navigator_coords": "anchors"}, {"navigator_step": 20.0},
+    {"head_temperature": 3.0},
 ]
 
 

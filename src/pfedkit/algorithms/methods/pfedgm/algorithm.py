@@ -181,7 +181,8 @@ class PFedGM(Algorithm[PFedGMHParams]):
         bank_z = broadcast[BANK_Z].to(ctx.device, torch.float32)
         bank_y = broadcast[BANK_Y].to(ctx.device)
         if self.hp.navigator:
-            nav = Navigator.from_payload(broadcast, ctx.device, trainable=True, coords=self.hp.navigator_coords)
+            nav = Navigator.from_payload(broadcast, ctx.device, trainable=True, coords=self.hp.navigator_coords,
+                                         step=self.hp.navigator_step)
             logits_fn: LogitsFn = nav.logits
             params = parameters_named(model, self.body_keys) + nav.parameters()
             slots = [(nav, "position"), (nav, "log_scale")]  # trained outside the model (DP-SGD swaps them)
@@ -246,7 +247,7 @@ class PFedGM(Algorithm[PFedGMHParams]):
 
     def personal_predictor(self, broadcast: Payload, state: Payload, data: ClientData, ctx: RoundContext) -> Predictor:
         personal = self.personal_gaussian_of(broadcast, data, ctx)
-        head = bayes_head(personal, self.hp.predictive, self.hp.nu0)
+        head = bayes_head(personal, self.hp.predictive, self.hp.nu0, self.hp.head_temperature)
         model = self.model
 
         def predict(x: Tensor) -> Tensor:

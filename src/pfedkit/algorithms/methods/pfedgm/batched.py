@@ -72,7 +72,7 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
     start = {**stack_payloads(broadcasts, names, device),
              **{k: t.to(torch.float32) for k, t in stack_payloads(broadcasts, nav_keys, device).items()}}
     if hp.navigator:  # the navigator trains in its coordinates (`navigator.to_coords`)
-        start[ANCHORS] = to_coords(start[ANCHORS], start[LOG_SCALE], hp.navigator_coords)
+        start[ANCHORS] = to_coords(start[ANCHORS], start[LOG_SCALE], hp.navigator_coords, hp.navigator_step)
     per_client, shared = constants_of(broadcasts, [BANK_Z, BANK_Y], device)
     for bank in (per_client, shared):
         if BANK_Z in bank:
@@ -85,7 +85,7 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
     def loss(t: dict[str, Tensor], x: Tensor, y: Tensor, w: Tensor) -> Tensor:
         z = model_call(model.body, t, x, "body.")
         if hp.navigator:
-            logits_fn = Navigator(t[ANCHORS], t[LOG_SCALE], hp.navigator_coords).logits
+            logits_fn = Navigator(t[ANCHORS], t[LOG_SCALE], hp.navigator_coords, hp.navigator_step).logits
         else:
             def logits_fn(q: Tensor) -> Tensor:
                 return model_call(model.head, t, q, "head.")
@@ -97,7 +97,8 @@ def local_updates_together(algo: PFedGM, broadcasts: list[Payload], states: list
     trained, losses = train_together(loss, start, ClientRows.of_clients(datas), [c.generator for c in ctxs], algo.train,
                                      per_client=per_client, shared=shared)
     if hp.navigator:
-        trained[ANCHORS] = anchors_from_coords(trained[ANCHORS], trained[LOG_SCALE], hp.navigator_coords)
+        trained[ANCHORS] = anchors_from_coords(trained[ANCHORS], trained[LOG_SCALE], hp.navigator_coords,
+                                              hp.navigator_step)
     updates = []
     for b, new, (_, state, metrics), d, value in zip(broadcasts, unstack(trained, len(ctxs)), prepared, datas, losses):
         weights = {**{k: b[k] for k in algo.model_keys}, **{k: new[k] for k in names}}

@@ -4,6 +4,7 @@ pFedFDA-style cross-validated interpolation), and the Bayesian head."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import torch
@@ -117,12 +118,19 @@ def personal_gaussian(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHParam
                         fixed_gain=fixed, noise_cov=hp.noise_cov)
 
 
-def bayes_head(personal: PersonalGaussian, predictive: str, nu0: float) -> Callable[[Tensor], Tensor]:
+def bayes_head(personal: PersonalGaussian, predictive: str, nu0: float, temperature: float = 1.0
+               ) -> Callable[[Tensor], Tensor]:
     """Bayesian class probabilities (R7, spec §6): (N, d) features -> (N, C) float32 log p(y=c | z).
 
     ``plugin``: p ∝ pi_kc N(z; mu_kc, Sigma_k) (tied covariance, stored as W, b);
     ``student_t``: the Normal-inverse-Wishart posterior predictive (`StudentTHead.from_personal`).
+    ``temperature`` T multiplies every covariance of the predictive (Sigma_k and the means'
+    uncertainty); for the plug-in head, whose covariance is tied, the class log-likelihoods are
+    divided by T and the class prior pi_kc is untouched. T = 1 is the spec's head.
     """
+    if temperature != 1.0:
+        personal = dataclasses.replace(personal, cov=personal.cov * temperature,
+                                       mean_uncertainty=personal.mean_uncertainty * temperature)
     if predictive == "student_t":
         t_head = StudentTHead.from_personal(personal, nu0)
         return lambda z: t_head.predict_log_proba(z).to(torch.float32)

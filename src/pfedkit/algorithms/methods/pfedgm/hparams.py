@@ -19,6 +19,10 @@ class PFedGMHParams:
                                   doc="what the optimiser steps on: the navigator's logit weights exp(s) m_c and s "
                                       "(a linear head's step size, default) or the anchors m_c and s (steps exp(2s) "
                                       "times larger on the logits); the logits are the same")
+    navigator_step: float = param(1.0, lo=0.0, hi=1e4, lo_open=True,
+                                  doc="multiplier of the SGD step on the navigator's coordinates, applied by "
+                                      "scaling them by 1/sqrt(step) (exact for SGD without weight decay; Adam "
+                                      "ignores a constant scale of the gradient, so it moves sqrt(step) as far)")
     gain: str = param("kalman", choices=("kalman", "global", "local", "interpolate"),
                       doc="local fusion: Kalman gain; fixed K=0 (global means) or K=1 (local means); or "
                           "pFedFDA-style beta chosen by k-fold CV on the client's training split")
@@ -35,6 +39,9 @@ class PFedGMHParams:
                                               "mean's own uncertainty, default); false = the spec's P_c")
     cov_process_noise: float = param(0.01, lo=0.0, hi=1e6, doc="relative process noise of Sigma_g per round")
     predictive: str = param("plugin", choices=("plugin", "student_t"), doc="plug-in Gaussian or NIW predictive")
+    head_temperature: float = param(1.0, lo=0.0, hi=1e4, lo_open=True,
+                                    doc="T: the head's covariances times T, so the class log-likelihoods are "
+                                        "divided by T against the class prior (1 = the spec's head)")
     nu0: float = param(10.0, lo=0.0, hi=1e9, lo_open=True,
                        doc="pseudo-count of Sigma_g: Sigma_k = kappa Sigma_hat_k + (1-kappa) Sigma_g, "
                            "kappa = n_k / (n_k + nu0)")

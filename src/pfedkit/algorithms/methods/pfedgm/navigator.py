@@ -24,18 +24,22 @@ NAVIGATOR_COORDS = ("logit_weights", "anchors")
 """What the optimiser steps on (``hp.pfedgm.navigator_coords``); the logits and the payload are the same."""
 
 
-def to_coords(anchors: Tensor, log_scale: Tensor, coords: str) -> Tensor:
-    """Anchors m_c -> the trained coordinates: u_c = exp(s) m_c (``logit_weights``) or m_c (``anchors``).
+def to_coords(anchors: Tensor, log_scale: Tensor, coords: str, step: float = 1.0) -> Tensor:
+    """Anchors m_c -> the trained coordinates: u_c = exp(s) m_c (``logit_weights``) or m_c
+    (``anchors``), divided by sqrt(step), so an SGD step (momentum, no weight decay) on them
+    moves u_c or m_c ``step`` times as far.
 
     Args:
         anchors: (..., C, d); log_scale: (...) with the same leading shape (stacked clients).
     """
-    return anchors * log_scale.exp()[..., None, None] if coords == "logit_weights" else anchors
+    base = anchors * log_scale.exp()[..., None, None] if coords == "logit_weights" else anchors
+    return base if step == 1.0 else base / math.sqrt(step)
 
 
-def anchors_from_coords(position: Tensor, log_scale: Tensor, coords: str) -> Tensor:
+def anchors_from_coords(position: Tensor, log_scale: Tensor, coords: str, step: float = 1.0) -> Tensor:
     """Inverse of `to_coords`: (..., C, d) trained coordinates -> anchors m_c (differentiable)."""
-    return position * (-log_scale).exp()[..., None, None] if coords == "logit_weights" else position
+    base = position if step == 1.0 else position * math.sqrt(step)
+    return base * (-log_scale).exp()[..., None, None] if coords == "logit_weights" else base
 
 
 @dataclass
@@ -51,32 +55,35 @@ class Navigator:
     noisiest part of training, and pFedGM fell 2 points behind a linear head once clients had
     enough data for 16 steps a round (docs/pfedgm.md, component audit). So by default the
     optimiser steps on u_c and s (``coords = logit_weights``); ``anchors`` steps on m_c and s.
+    ``step`` multiplies the step on u_c (or m_c) through the coordinates (`to_coords`).
 
     Attributes:
         position: (C, d) float32, the trained coordinates of the anchors (`to_coords`).
         log_scale: () float32.
         coords: one of `NAVIGATOR_COORDS`.
+        step: the step multiplier of `to_coords`.
     """
 
     position: Tensor
     log_scale: Tensor
     coords: str = "logit_weights"
+    step: float = 1.0
 
     @classmethod
     def from_payload(cls, payload: Payload, device: torch.device | str, trainable: bool = False,
-                     coords: str = "logit_weights") -> Navigator:
+                     coords: str = "logit_weights", step: float = 1.0) -> Navigator:
         """Copies of the payload's navigator on ``device``; leaf ``nn.Parameter``s if ``trainable``."""
         anchors = payload[ANCHORS].detach().to(device=device, dtype=torch.float32, copy=True)
         log_scale = payload[LOG_SCALE].detach().to(device=device, dtype=torch.float32, copy=True)
-        position = to_coords(anchors, log_scale, coords)
+        position = to_coords(anchors, log_scale, coords, step)
         if trainable:
-            return cls(nn.Parameter(position), nn.Parameter(log_scale), coords)
-        return cls(position, log_scale, coords)
+            return cls(nn.Parameter(position), nn.Parameter(log_scale), coords, step)
+        return cls(position, log_scale, coords, step)
 
     @property
     def anchors(self) -> Tensor:
         """m_c, (C, d) float32 (differentiable in the trained coordinates)."""
-        return anchors_from_coords(self.position, self.log_scale, self.coords)
+        return anchors_from_coords(self.position, self.log_scale, self.coords, self.step)
 
     def parameters(self) -> list[Tensor]:
         """[position, log_scale], the trained tensors."""
