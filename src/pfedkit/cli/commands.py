@@ -22,7 +22,7 @@ from pfedkit.data.setup import load_pool, partition_pool
 from pfedkit.runs.compare import run_variants, write_comparison
 from pfedkit.runs.experiment import check_inputs, simulate_config
 from pfedkit.runs.results import OutputFolder, check_output_dir, prepare_output_dir
-from pfedkit.runs.tuning import tune_learning_rates
+from pfedkit.runs.tuning import tune_learning_rates, with_lr
 
 
 def load_validated(args: argparse.Namespace) -> RunConfig:
@@ -68,7 +68,7 @@ def cmd_compare(args: argparse.Namespace, command: str) -> int:
     variants = {a: dataclasses.replace(cfg, algorithm=a) for a in algos}
     if lrs:
         chosen = tune_learning_rates(variants, lrs, log=log, workers=args.workers)
-        variants = {a: dataclasses.replace(c, train=dataclasses.replace(c.train, lr=chosen[a])) for a, c in variants.items()}
+        variants = {a: with_lr(c, chosen[a]) for a, c in variants.items()}
     with folder as out:
         runs = run_variants(variants, list(range(args.seeds)), out, progress=not args.quiet, log=log,
                             workers=args.workers)

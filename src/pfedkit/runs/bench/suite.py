@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
 import sys
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 from pfedkit.core.config import RunConfig, load_config
 from pfedkit.core.errors import ConfigError, DatasetNotFoundError
 from pfedkit.runs.compare import ComparisonRun, run_variants, write_comparison
-from pfedkit.runs.tuning import TUNING_SEED, tune_learning_rates
+from pfedkit.runs.tuning import TUNING_SEED, tune_learning_rates, with_lr
 
 
 @dataclass(frozen=True)
@@ -125,8 +124,7 @@ def run_suite(bench: str, settings: list[Setting], variants: list[Variant], opts
         t0 = time.perf_counter()
         print(f"[{bench}] {s.name}: {s.title} ({' '.join(overrides)})", file=sys.stderr)
         tuned = tuned_learning_rates(configs, opts.tune_lr, opts.workers)
-        configs = {label: dataclasses.replace(c, train=dataclasses.replace(c.train, lr=tuned[label])) if tuned else c
-                   for label, c in configs.items()}
+        configs = {label: with_lr(c, tuned[label]) if tuned else c for label, c in configs.items()}
         run_dir = out_root / s.name
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
