@@ -138,6 +138,14 @@ def test_unknown_navigator_coordinates_are_refused(tmp_path, capsys):
             capsys, "hp.pfedgm.navigator_coords='weights' is not allowed; choose one of logit_weights, anchors")
 
 
+@pytest.mark.parametrize("override, fragment", [
+    ("hp.pfedgm.head_temperature=0", "hp.pfedgm.head_temperature=0 is out of range; allowed (0, 10000]"),
+    ("hp.pfedgm.navigator_step=-1", "hp.pfedgm.navigator_step=-1 is out of range; allowed (0, 10000]"),
+])
+def test_pfedgm_scales_out_of_range_are_refused(override, fragment, tmp_path, capsys):
+    refused(["run", "algorithm=pfedgm", override, f"output={tmp_path / 'out'}"], tmp_path, capsys, fragment)
+
+
 # ---------------------------------------------------------------- clients, samples and splits
 
 def test_more_clients_than_samples(tmp_path, capsys):
