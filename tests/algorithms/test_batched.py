@@ -31,6 +31,7 @@ CASES = {
     "fedbabu": (), "ditto": ("hp.ditto.lam=0.5",), "pfedgm": (),
     "pfedgm-linear-head": ("hp.pfedgm.navigator=false",), "pfedgm-anchor-coords": ("hp.pfedgm.navigator_coords=anchors",),
     "pfedgm-navigator-step": ("hp.pfedgm.navigator_step=20",),
+    "pfedgm-cov-cv": ("hp.pfedgm.cov_weight=cross_validated",),
     "fedavg-adam": ("train.optimizer=adam", "train.lr=0.01", "train.weight_decay=0.01"),
 }
 

@@ -198,6 +198,56 @@ def test_student_t_predictive_gives_normalised_probabilities(setup):
     torch.testing.assert_close(out.exp().sum(1), torch.ones(out.shape[0]))
 
 
+def isotropic_prior(means: torch.Tensor) -> GlobalPrior:
+    """A broadcast prior with class means (C, d), covariance I and a small spread."""
+    c, d = means.shape
+    f64 = torch.float64
+    eye = torch.eye(d, dtype=f64)
+    return GlobalPrior(means=means.to(f64), cov=eye, spread=0.01 * eye.repeat(c, 1, 1),
+                       class_prior=torch.full((c,), 1.0 / c, dtype=f64), num_clients=torch.full((c,), 5.0, dtype=f64),
+                       class_counts=torch.full((c,), 100.0, dtype=f64), dof=torch.tensor(1000.0, dtype=f64))
+
+
+def test_cross_validated_covariance_weight_follows_the_evidence():
+    """``cov_weight = cross_validated``, over 10 draws each: clients whose few features are drawn
+    from the prior's own covariance keep mostly Sigma_g (small kappa); clients with many features
+    whose noise is correlated in a way the isotropic prior misses (cancelling it separates the
+    classes) take their own covariance (large kappa)."""
+    d, g = 8, torch.Generator().manual_seed(0)
+    means = torch.zeros(2, d)
+    means[1, 1] = 1.0
+    prior = isotropic_prior(means)
+    hp = gm.PFedGMHParams(cov_weight="cross_validated")
+
+    def draw(n_per_class: int, correlated: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(2).repeat_interleave(n_per_class)
+        e = torch.randn(y.numel(), d, generator=g)
+        if correlated:  # dims 0 and 1 share a large noise term: x1 - x0 is clean
+            e[:, 0] = 3.0 * e[:, 0]
+            e[:, 1] = e[:, 0] + 0.3 * e[:, 1]
+        return (means[y] + e).double(), y
+
+    def mean_kappa(n_per_class: int, correlated: bool) -> float:
+        kappas = [gm.covariance_weight(*draw(n_per_class, correlated), prior, hp, torch.Generator().manual_seed(1))
+                  for _ in range(10)]
+        assert all(k is not None for k in kappas)
+        return sum(kappas) / len(kappas)
+
+    few, many = mean_kappa(6, correlated=False), mean_kappa(200, correlated=True)
+    assert few <= 0.4 and many >= 0.8, (few, many)
+    z, y = draw(200, correlated=True)
+    personal = gm.personal_gaussian(z, y, prior, hp, torch.Generator().manual_seed(1))
+    assert float(personal.kappa) == gm.covariance_weight(z, y, prior, hp, torch.Generator().manual_seed(1))
+    # one sample per class: no 2-fold CV, so the pseudo-count rule n / (n + nu0) stays
+    personal = gm.personal_gaussian(z[[0, 200]], y[[0, 200]], prior, hp, torch.Generator().manual_seed(1))
+    torch.testing.assert_close(float(personal.kappa), 2.0 / (2.0 + hp.nu0))
+
+
+def test_cross_validated_covariance_weight_and_interpolation_are_refused_together():
+    with pytest.raises(ConfigError, match="cov_weight=cross_validated and hp.pfedgm.gain=interpolate are both set"):
+        load_config(None, ["algorithm=pfedgm", "hp.pfedgm.cov_weight=cross_validated", "hp.pfedgm.gain=interpolate"])
+
+
 # ----- global filter ----------------------------------------------------------------------------
 def test_filter_keeps_a_class_no_participant_held(setup):
     cfg, fed = setup
@@ -363,7 +413,7 @@ ABLATIONS = [
     {"resample_tau": 0.5}, {"predictive": "student_t"}, {"gain_form": "full"}, {"gain_form": "scalar"},
     {"noise_source": "none", "process_noise": 0.0}, {"noise_source": "innovation", "prior_uncertainty": True},
     {"noise_cov": "fused"}, {"navigator_coords": "anchors"}, {"navigator_step": 20.0},
-    {"head_temperature": 3.0},
+    {"head_temperature": 3.0}, {"cov_weight": "cross_validated"},
 ]
 
 

@@ -157,6 +157,20 @@ def test_covariance_and_class_prior_formulas() -> None:
     torch.testing.assert_close(personal.class_prior.sum(), torch.tensor(1.0, dtype=F64))
 
 
+@pytest.mark.parametrize("kappa", [0.0, 0.3, 1.0])
+def test_a_given_kappa_replaces_the_pseudo_count(kappa: float) -> None:
+    d, eps = 3, 0.05
+    prior = make_prior(torch.stack([spd(d, i) for i in range(3)]), spd(d, 7))
+    local = make_local([10.0, 0.0, 30.0], spd(d, 8))
+    personal = local_fusion(local, prior, nu0=20.0, eps=eps, kappa=kappa)
+    expected_cov = kappa * shrink(tied_covariance(local), eps) + (1 - kappa) * prior.cov
+    torch.testing.assert_close(personal.cov, expected_cov)
+    torch.testing.assert_close(float(personal.kappa), kappa)
+    torch.testing.assert_close(personal.means, local_fusion(local, prior, nu0=20.0, eps=eps).means)
+    with pytest.raises(ValueError, match="kappa must lie in"):
+        local_fusion(local, prior, kappa=1.5)
+
+
 @pytest.mark.parametrize("form", FORMS)
 @pytest.mark.parametrize("noise_cov", ["local", "fused"])
 def test_single_sample_and_single_class_clients_have_no_nan(form: str, noise_cov: str) -> None:

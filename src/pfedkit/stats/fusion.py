@@ -138,6 +138,7 @@ def local_fusion(
     eps: float = 1e-3,
     fixed_gain: float | None = None,
     noise_cov: NoiseCov = "local",
+    kappa: float | None = None,
 ) -> PersonalGaussian:
     """Fuse a client's statistics with the global prior (spec §5; see module doc).
 
@@ -151,6 +152,8 @@ def local_fusion(
         fixed_gain: if given (in [0, 1]), K_kc = fixed_gain * I for the classes the
             client holds (ablation); 0 reproduces the global means, 1 the local means.
         noise_cov: "local" (spec: R_kc = Sigma_hat_k / n_kc) or "fused" (Sigma_k / n_kc).
+        kappa: if given (in [0, 1]), the weight of Sigma_hat_k in Sigma_k instead of
+            n_k / (n_k + nu0) (a weight chosen per client, e.g. by cross-validation).
 
     Returns:
         PersonalGaussian. Classes the client lacks (n_kc = 0) get K = 0, i.e. mu_g,c.
@@ -166,6 +169,8 @@ def local_fusion(
         raise ValueError(f"nu0 and a0 must be >= 0, got {nu0}, {a0}")
     if fixed_gain is not None and not 0.0 <= fixed_gain <= 1.0:
         raise ValueError(f"fixed_gain must lie in [0, 1], got {fixed_gain}")
+    if kappa is not None and not 0.0 <= kappa <= 1.0:
+        raise ValueError(f"kappa must lie in [0, 1], got {kappa}")
     if noise_cov not in ("local", "fused"):
         raise ValueError(f"noise_cov must be local or fused, got {noise_cov!r}")
     c = local.num_classes
@@ -176,7 +181,8 @@ def local_fusion(
 
     n_k = local.total
     local_cov = shrink(tied_covariance(local), eps)
-    kappa = n_k / (n_k + nu0) if (n_k + nu0) > 0 else 0.0
+    if kappa is None:
+        kappa = n_k / (n_k + nu0) if (n_k + nu0) > 0 else 0.0
     cov = symmetrize(kappa * local_cov + (1.0 - kappa) * prior_cov)
 
     gain_mean = torch.zeros(c, dtype=STATS_DTYPE, device=device)

@@ -16,6 +16,7 @@ fusion, Bayesian head), `algorithm` (the registered `PFedGM`).
 from .algorithm import PFedGM
 from .client import (
     bayes_head,
+    covariance_weight,
     dirichlet_class_prior,
     interpolated_gaussian,
     interpolation_beta,
@@ -52,6 +53,7 @@ __all__ = [
     "dirichlet_class_prior",
     "interpolated_gaussian",
     "interpolation_beta",
+    "covariance_weight",
     "personal_gaussian",
     "bayes_head",
     "PFedGM",

@@ -96,6 +96,28 @@ def interpolation_beta(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHPara
     return 0.0 if best is None else best
 
 
+def covariance_weight(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHParams, generator: torch.Generator
+                      ) -> float | None:
+    """kappa in [0, 1], the weight of the client's covariance in Sigma_k (``cov_weight =
+    cross_validated``): the point of a ``beta_grid`` grid whose head (the local fusion with that
+    kappa, Bayes' rule at ``head_temperature``) has the smallest ``cv_folds``-fold cross-validated
+    CE on the client's training features z (n, d), labels y (n,) (first minimum wins; classes with
+    fewer than ``cv_folds`` samples are left out). None when no CV is possible."""
+    c = prior.num_classes
+
+    def fit_fold(train: Tensor) -> ClassStats:
+        return class_stats(z[train], y[train], c)
+
+    def fold_loss(kappa: float, stats: ClassStats, test: Tensor) -> float:
+        personal = local_fusion(stats, prior, gain_form=hp.gain_form, nu0=hp.nu0, a0=hp.a0, eps=hp.shrinkage,
+                                noise_cov=hp.noise_cov, kappa=kappa)
+        log_p = bayes_head(personal, hp.predictive, hp.nu0, hp.head_temperature)(z[test])
+        return float(F.nll_loss(log_p, y[test]))
+
+    grid = torch.linspace(0.0, 1.0, hp.beta_grid, dtype=torch.float64).tolist()
+    return cross_validated_choice(y, c, hp.cv_folds, generator, grid, fit_fold, fold_loss)
+
+
 def personal_gaussian(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHParams,
                       generator: torch.Generator | None = None) -> PersonalGaussian:
     """Local-level fusion (R6, R7, spec §5): the client's statistics (likelihood) fused with the
@@ -105,17 +127,20 @@ def personal_gaussian(z: Tensor, y: Tensor, prior: GlobalPrior, hp: PFedGMHParam
         z: (n, d) the client's training features under the current body; y: (n,) labels.
         prior: the broadcast GlobalPrior.
         hp: ``gain`` picks the Kalman gain (``gain_form``), K = 0, K = 1 or the CV'd beta.
-        generator: randomness of the CV folds (``gain = interpolate`` only).
+        generator: randomness of the CV folds (``gain = interpolate``, ``cov_weight = cross_validated``).
     """
     local = class_stats(z, y, prior.num_classes) if y.numel() else ClassStats.empty(
         prior.num_classes, prior.dim, device=prior.means.device)
+    gen = generator if generator is not None else torch.Generator().manual_seed(0)
     if hp.gain == "interpolate":
-        gen = generator if generator is not None else torch.Generator().manual_seed(0)
         beta = interpolation_beta(z, y, prior, hp, gen) if y.numel() else 0.0
         return interpolated_gaussian(local, prior, beta, hp.a0, hp.shrinkage)
+    kappa = None  # n_k / (n_k + nu0), also when the client is too small to cross-validate
+    if hp.cov_weight == "cross_validated" and y.numel():
+        kappa = covariance_weight(z, y, prior, hp, gen)
     fixed = {"kalman": None, "global": 0.0, "local": 1.0}[hp.gain]
     return local_fusion(local, prior, gain_form=hp.gain_form, nu0=hp.nu0, a0=hp.a0, eps=hp.shrinkage,
-                        fixed_gain=fixed, noise_cov=hp.noise_cov)
+                        fixed_gain=fixed, noise_cov=hp.noise_cov, kappa=kappa)
 
 
 def bayes_head(personal: PersonalGaussian, predictive: str, nu0: float, temperature: float = 1.0

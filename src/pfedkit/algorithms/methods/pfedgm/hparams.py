@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from pfedkit.algorithms.methods.pfedgm.navigator import NAVIGATOR_COORDS
 from pfedkit.core.config import param
+from pfedkit.core.errors import ConfigError
 
 
 @dataclass
@@ -27,8 +28,10 @@ class PFedGMHParams:
                       doc="local fusion: Kalman gain; fixed K=0 (global means) or K=1 (local means); or "
                           "pFedFDA-style beta chosen by k-fold CV on the client's training split")
     gain_form: str = param("diag", choices=("full", "diag", "scalar"), doc="form of the Kalman gain (spec §5)")
-    cv_folds: int = param(2, lo=2, hi=20, doc="folds of the CV that picks beta (gain=interpolate)")
-    beta_grid: int = param(11, lo=2, hi=1001, doc="grid points of beta in [0, 1] (gain=interpolate)")
+    cv_folds: int = param(2, lo=2, hi=20,
+                          doc="folds of the CV that picks beta (gain=interpolate) or kappa (cov_weight=cross_validated)")
+    beta_grid: int = param(11, lo=2, hi=1001,
+                           doc="grid points in [0, 1] of beta (gain=interpolate) or kappa (cov_weight=cross_validated)")
     global_filter: bool = param(True, doc="Kalman filter over rounds (spec §4); false = plain pooling")
     process_noise: float = param(0.1, lo=0.0, hi=1e6,
                                  doc="q: Q_c = q * tr(Sigma_g)/d * I (in units of the mean within-class variance)")
@@ -45,9 +48,18 @@ class PFedGMHParams:
     nu0: float = param(10.0, lo=0.0, hi=1e9, lo_open=True,
                        doc="pseudo-count of Sigma_g: Sigma_k = kappa Sigma_hat_k + (1-kappa) Sigma_g, "
                            "kappa = n_k / (n_k + nu0)")
+    cov_weight: str = param("pseudo_count", choices=("pseudo_count", "cross_validated"),
+                            doc="kappa_k, the weight of the client's covariance in Sigma_k: n_k / (n_k + nu0) "
+                                "(default), or per client the point of a beta_grid grid on [0, 1] with the "
+                                "smallest cv_folds-fold CV cross-entropy of the head on its training features")
     a0: float = param(1.0, lo=0.0, hi=1e9, doc="Dirichlet strength of pi_g in the personal class prior")
     shrinkage: float = param(1e-3, lo=0.0, hi=1.0, doc="covariance shrinkage eps towards tr(S)/d * I")
     noise_cov: str = param("local", choices=("local", "fused"),
                            doc="R_kc = Sigma_hat_k / n_kc (spec) or Sigma_k / n_kc (never 0 for one sample)")
     spread_form: str = param("auto", choices=("auto", "full", "diag", "scalar"),
                              doc="how P travels in the broadcast; auto = the gain form's (lossless for it)")
+
+    def __post_init__(self) -> None:
+        if self.cov_weight == "cross_validated" and self.gain == "interpolate":
+            raise ConfigError("hp.pfedgm.cov_weight=cross_validated and hp.pfedgm.gain=interpolate are both set; "
+                              "gain=interpolate's beta already weighs the covariance, so set one of them")
