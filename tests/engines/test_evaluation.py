@@ -90,10 +90,10 @@ def test_empty_split_gives_empty_bins():
     assert res["test_calib"].total == C
 
 
-def test_per_class_counts_and_scarce_class_accuracy():
+def test_per_class_counts_scarce_class_accuracy_and_count_bands():
     """A predictor right on classes 0-4 only: per-class counts say so, and the report's rare /
     unseen accuracies pool exactly the (client, class) pairs with 1-9 / 0 training samples."""
-    from pfedkit.engines.report import scarce_class_accuracy
+    from pfedkit.engines.report import accuracy_by_class_count, scarce_class_accuracy
     from pfedkit.engines.simulate import pool_evaluations
 
     half = StubAlgorithm(lambda x: 100.0 * torch.nn.functional.one_hot(
@@ -109,3 +109,7 @@ def test_per_class_counts_and_scarce_class_accuracy():
     scarce = scarce_class_accuracy({"eval": pool_evaluations([res, res], [])})
     assert scarce == {"rare": pytest.approx(1 / 3), "rare_n": 6.0, "unseen": 0.0, "unseen_n": 2.0}
     assert scarce_class_accuracy({"eval": {"val_n": [1]}}) is None  # records from before per-class entries
+    bands = accuracy_by_class_count({"eval": pool_evaluations([res, res], [])}, [(10, 99), (2, 3), (2, 2), (4, 9)])
+    assert bands[:3] == [(1.0, 4.0), (pytest.approx(1 / 3), 6.0), (0.0, 4.0)]  # class 0; classes 1 and 5; class 5
+    assert bands[3][1] == 0.0 and math.isnan(bands[3][0])
+    assert accuracy_by_class_count({"eval": pool_evaluations([res, res], [])}, [(2, 2)], clients=[1]) == [(0.0, 2.0)]

@@ -68,11 +68,12 @@ RARE_MAX = 9
 """A class a client holds 1..RARE_MAX training samples of is *rare* for that client."""
 
 
-def scarce_class_accuracy(record: Record, clients: list[int] | None = None) -> dict[str, float] | None:
-    """Test accuracy pooled over the (client, class) pairs where the client has few training
-    samples of the class: ``rare`` (1..`RARE_MAX`) and ``unseen`` (0), with their test sample
-    counts ``rare_n`` and ``unseen_n`` (accuracy NaN when the count is 0). None when the record
-    has no per-class entries (`pfedkit.engines.evaluation.CLASS_KEYS`)."""
+def accuracy_by_class_count(record: Record, bands: list[tuple[int, int]], clients: list[int] | None = None
+                            ) -> list[tuple[float, float]] | None:
+    """Test accuracy pooled over the (client, class) pairs whose training count n_kc lies in each
+    band ``lo <= n_kc <= hi``: one (accuracy, test sample count) per band, accuracy NaN when the
+    count is 0. None when the record has no per-class entries
+    (`pfedkit.engines.evaluation.CLASS_KEYS`)."""
     ev = record["eval"]
     if "train_class_n" not in ev:
         return None
@@ -81,12 +82,24 @@ def scarce_class_accuracy(record: Record, clients: list[int] | None = None) -> d
     total = np.asarray(ev["test_class_n"], dtype=np.float64)
     if clients is not None:
         train, correct, total = train[clients], correct[clients], total[clients]
-    out: dict[str, float] = {}
-    for name, mask in (("rare", (train >= 1) & (train <= RARE_MAX)), ("unseen", train == 0)):
+    out = []
+    for lo, hi in bands:
+        mask = (train >= lo) & (train <= hi)
         n = float(total[mask].sum())
-        out[name] = float(correct[mask].sum() / n) if n else math.nan
-        out[f"{name}_n"] = n
+        out.append((float(correct[mask].sum() / n) if n else math.nan, n))
     return out
+
+
+def scarce_class_accuracy(record: Record, clients: list[int] | None = None) -> dict[str, float] | None:
+    """Test accuracy pooled over the (client, class) pairs where the client has few training
+    samples of the class: ``rare`` (1..`RARE_MAX`) and ``unseen`` (0), with their test sample
+    counts ``rare_n`` and ``unseen_n`` (accuracy NaN when the count is 0). None when the record
+    has no per-class entries (`pfedkit.engines.evaluation.CLASS_KEYS`)."""
+    bands = accuracy_by_class_count(record, [(1, RARE_MAX), (0, 0)], clients)
+    if bands is None:
+        return None
+    (rare, rare_n), (unseen, unseen_n) = bands
+    return {"rare": rare, "rare_n": rare_n, "unseen": unseen, "unseen_n": unseen_n}
 
 
 def select_round(history: list[Record], clients: list[int] | None = None) -> Record:
