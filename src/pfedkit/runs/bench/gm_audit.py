@@ -3,8 +3,8 @@ scale (issue 14)? Each row removes or fixes one component; the same partitions, 
 initial weights for every row. The small setting is ``bench gm``'s Fashion-MNIST Dirichlet 0.1
 (2,500 samples, 10 rounds, half the clients per round), the large ones ``bench gm-scale``'s
 10,000-sample settings (20 rounds: Dirichlet 0.1, quantity skew with Dirichlet 0.3, 100 clients
-at 20 % per round; 38 min with ``--workers 2`` on 2 cores); on request (``--settings``; 15 runs
-of about 7 min) the full one, ``bench gm-scale``'s all 70,000 images, with the rows that moved
+at 20 % per round; 38 min with ``--workers 2`` on 2 cores); on request (``--settings``; 15 runs,
+41 min with ``--workers 2``) the full one, ``bench gm-scale``'s all 70,000 images, with the rows that moved
 accuracy there (`FULL_DATA_COMPONENTS`). The tables' rare / unseen columns give the accuracy on
 the classes a client holds 1-9 / 0 training samples of, where the local fusion's gain matters.
 """
