@@ -44,6 +44,23 @@ def test_global_part_is_trained_exactly_like_fedavg(setup):
     assert not set(a.upload) & set(a.state)
 
 
+def test_the_local_model_trains_in_the_workspace_layout_whatever_layout_the_state_has(setup):
+    """A state whose tensors come back contiguous (as the Flower codec returns them) gives the same
+    update as the same values in the model's channels-last layout: v is copied into that layout."""
+    cfg, fed = setup
+    data = fed.clients[0]
+    algo = make_algorithm("apfl", fed, cfg=cfg)
+    bcast = algo.broadcast(algo.init_server(), 1)
+    state = algo.local_update(bcast, {}, data, ctx()).state
+    contiguous = {k: t.clone(memory_format=torch.contiguous_format) for k, t in state.items()}
+    layouts = {k: t.stride() for k, t in algo.model.state_dict().items()}
+    assert any(contiguous[LOCAL + k].stride() != s for k, s in layouts.items())  # the CNN is channels-last
+    new = algo.local_update(bcast, contiguous, data, ctx()).state
+    assert all(new[LOCAL + k].stride() == s for k, s in layouts.items())
+    same = algo.local_update(bcast, state, data, ctx()).state
+    assert all(torch.equal(new[k], same[k]) for k in same)
+
+
 def test_personal_prediction_mixes_local_and_global_parameters(setup):
     cfg, fed = setup
     data = fed.clients[2]

@@ -57,7 +57,7 @@ class APFL(Algorithm[APFLHParams]):
         device = next(self.model.parameters()).device
         names = [n for n, _ in self.model.named_parameters()]
         w = dict(self.model.named_parameters())
-        local = self._local_model(state, device)
+        local = self._local_model(state)
         v = {n: nn.Parameter(local[n]) for n in names}
         v_buffers = {k: t for k, t in local.items() if k not in v}
         alpha = torch.tensor(float(state[ALPHA]) if ALPHA in state else self.hp.alpha_init,
@@ -108,12 +108,18 @@ class APFL(Algorithm[APFLHParams]):
                 out[key] = alpha * v.to(params[key].device) + (1 - alpha) * params[key] if key in params else v
         return out
 
-    def _local_model(self, state: Payload, device: torch.device) -> Payload:
-        """Copies of v's tensors on ``device``, keyed like the model; v = w (the workspace) if the
-        client has no local model yet."""
+    def _local_model(self, state: Payload) -> Payload:
+        """Copies of v's tensors on the workspace's device, keyed like the model; v = w (the
+        workspace) if the client has no local model yet.
+
+        The copies take the workspace tensors' memory layout (channels-last for the CNN), whatever
+        layout the stored state has (the Flower codec returns contiguous tensors): a convolution
+        with a weight in another layout takes another kernel, which rounds differently on some
+        CPUs (AVX-512), and a run over Flower would no longer equal the simulator's."""
+        workspace = self.model.state_dict()
         if ALPHA not in state:
-            return {k: t.detach().clone() for k, t in self.model.state_dict().items()}
-        return {k: state[LOCAL + k].detach().to(device, copy=True) for k in self._state_refs}
+            return {k: t.detach().clone() for k, t in workspace.items()}
+        return {k: torch.empty_like(workspace[k]).copy_(state[LOCAL + k]) for k in self._state_refs}
 
 
 def _mean(values: list[torch.Tensor]) -> float:
