@@ -26,6 +26,7 @@ import pfedkit.algorithms.methods.pfedgm as gm
 from pfedkit.algorithms.toolkit.training import features_in_batches
 from pfedkit.core.config import load_config
 from pfedkit.core.errors import ConfigError
+from pfedkit.core.payload import weighted_average
 from pfedkit.data.client_data import ClientData
 from pfedkit.engines.callbacks import Checkpointer
 from pfedkit.engines.simulate import SimulationSettings, Simulator
@@ -88,6 +89,26 @@ def test_round0_trains_nothing_and_fills_the_filter(setup):
     # the navigator starts at those means, and the first bank is there
     torch.testing.assert_close(new[gm.ANCHORS], union.means.float())
     assert new[gm.BANK_Z].shape == (int(state.initialized.sum()) * algo.hp.bank_size, algo.model.feature_dim)
+
+
+@pytest.mark.parametrize("reanchor", [False, True])
+def test_navigator_after_a_round_is_the_clients_average_or_the_global_prior(setup, reanchor):
+    """After round 1 the server's navigator is the FedAvg of the trained ones, or with
+    ``navigator_reanchor`` the one `initial_navigator` builds from the new global prior."""
+    cfg, fed = setup
+    algo = make_algorithm("pfedgm", fed, hp={"navigator_reanchor": reanchor}, cfg=cfg)
+    server, _ = warm(algo, fed)
+    bcast = algo.broadcast(server, 1)
+    ups = [algo.local_update(bcast, algo.init_client(c), c, ctx(1, c.client_id)) for c in fed.clients]
+    new = algo.aggregate(server, ups, 1)
+    nav = (gm.ANCHORS, gm.LOG_SCALE)
+    averaged = weighted_average([{k: u.upload[k] for k in nav} for u in ups], [u.weight for u in ups])
+    anchors, log_scale = gm.initial_navigator(algo.filter_state(new).to_prior())
+    from_prior = {gm.ANCHORS: anchors, gm.LOG_SCALE: log_scale}
+    assert max_abs_diff(averaged, from_prior) > 1e-3
+    expected = from_prior if reanchor else averaged
+    for k in nav:
+        torch.testing.assert_close(new[k], expected[k])
 
 
 def test_upload_has_the_spec_keys_and_broadcast_no_client_statistics(setup):
@@ -413,7 +434,7 @@ ABLATIONS = [
     {"resample_tau": 0.5}, {"predictive": "student_t"}, {"gain_form": "full"}, {"gain_form": "scalar"},
     {"noise_source": "none", "process_noise": 0.0}, {"noise_source": "innovation", "prior_uncertainty": True},
     {"noise_cov": "fused"}, {"navigator_coords": "anchors"}, {"navigator_step": 20.0},
-    {"head_temperature": 3.0}, {"cov_weight": "cross_validated"},
+    {"head_temperature": 3.0}, {"cov_weight": "cross_validated"}, {"navigator_reanchor": True},
 ]
 
 

@@ -134,7 +134,7 @@ class PFedGM(Algorithm[PFedGMHParams]):
         state = global_fusion(state, generator.prior, q, self.hp.cov_process_noise, self.hp.global_filter)
         out[PROCESS_NOISE] = q
         prior = state.to_prior()
-        if self.hp.navigator and first:
+        if self.hp.navigator and (first or self.hp.navigator_reanchor):
             out[ANCHORS], out[LOG_SCALE] = initial_navigator(prior)
         rng = torch_generator(self.seed, round, _BANK_TAG)
         out[BANK_Z], out[BANK_Y] = virtual_feature_bank(generator, prior, self.hp.bank_size, rng)

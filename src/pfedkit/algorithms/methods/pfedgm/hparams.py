@@ -24,6 +24,9 @@ class PFedGMHParams:
                                   doc="multiplier of the SGD step on the navigator's coordinates, applied by "
                                       "scaling them by 1/sqrt(step) (exact for SGD without weight decay; Adam "
                                       "ignores a constant scale of the gradient, so it moves sqrt(step) as far)")
+    navigator_reanchor: bool = param(False, doc="every round, restart the navigator from the global prior (anchors "
+                                                "= the filtered global means, as after round 0) instead of the FedAvg "
+                                                "of the clients' trained navigators; clients still train it in a round")
     gain: str = param("kalman", choices=("kalman", "global", "local", "interpolate"),
                       doc="local fusion: Kalman gain; fixed K=0 (global means) or K=1 (local means); or "
                           "pFedFDA-style beta chosen by k-fold CV on the client's training split")
