@@ -116,10 +116,10 @@ class APFL(Algorithm[APFLHParams]):
         layout the stored state has (the Flower codec returns contiguous tensors): a convolution
         with a weight in another layout takes another kernel, which rounds differently on some
         CPUs (AVX-512), and a run over Flower would no longer equal the simulator's."""
-        workspace = self.model.state_dict()
+        workspace = self._state_refs
         if ALPHA not in state:
             return {k: t.detach().clone() for k, t in workspace.items()}
-        return {k: torch.empty_like(workspace[k]).copy_(state[LOCAL + k]) for k in self._state_refs}
+        return {k: torch.empty_like(t).copy_(state[LOCAL + k]) for k, t in workspace.items()}
 
 
 def _mean(values: list[torch.Tensor]) -> float:
