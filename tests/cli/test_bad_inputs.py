@@ -146,6 +146,17 @@ def test_pfedgm_scales_out_of_range_are_refused(override, fragment, tmp_path, ca
     refused(["run", "algorithm=pfedgm", override, f"output={tmp_path / 'out'}"], tmp_path, capsys, fragment)
 
 
+@pytest.mark.parametrize("overrides, fragment", [
+    (["hp.pfedgm.navigator_reanchor=maybe"], "hp.pfedgm.navigator_reanchor='maybe' must be true or false"),
+    (["hp.pfedgm.cov_weight=cv"],
+     "hp.pfedgm.cov_weight='cv' is not allowed; choose one of pseudo_count, cross_validated"),
+    (["hp.pfedgm.cov_weight=cross_validated", "hp.pfedgm.gain=interpolate"],
+     "hp.pfedgm.cov_weight=cross_validated and hp.pfedgm.gain=interpolate are both set"),
+])
+def test_pfedgm_candidate_flags_with_bad_values_are_refused(overrides, fragment, tmp_path, capsys):
+    refused(["run", "algorithm=pfedgm", *overrides, f"output={tmp_path / 'out'}"], tmp_path, capsys, fragment)
+
+
 # ---------------------------------------------------------------- clients, samples and splits
 
 def test_more_clients_than_samples(tmp_path, capsys):
